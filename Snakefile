@@ -1,0 +1,20 @@
+# MutDet: mutually optimizing detection pre-training for oriented object detection in remote-sensing
+# images, as a staged, cached pipeline. `snakemake --cores 2` runs the embedded default (config.yaml)
+# end to end on CPU; `snakemake --profile slurm` reproduces the paper's tables on a cluster.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/synthetic.smk"
+include: "rules/tiling.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

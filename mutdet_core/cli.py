@@ -1,0 +1,147 @@
+"""The ``mutdet`` command: every pipeline stage is also reachable outside Snakemake.
+
+    mutdet check-config [CONFIG]
+    mutdet generate-synthetic OUTDIR [--config CONFIG]
+    mutdet tile --dataset NAME --split SPLIT OUT.zarr [--config CONFIG] [--threads N] [--overwrite]
+    mutdet tile --images DIR [--labels DIR] --classes dota_v1 OUT.zarr [--size 800 --gap 200]
+    mutdet export-tiles STORE OUTDIR [--overwrite]
+    mutdet info STORE
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .logs import configure_logging
+
+log = logging.getLogger("mutdet")
+
+
+def _cmd_check_config(args) -> int:
+    from .config import load_config
+    from .datasets.splits import check_dataset_layout
+
+    config = load_config(args.config)
+    problems = [p for name, e in config["datasets"].items() for p in check_dataset_layout(e, name)]
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+    if not problems:
+        print(f"{args.config or 'config.yaml'}: valid ({len(config['datasets'])} datasets)")
+    return 1 if problems else 0
+
+
+def _cmd_generate_synthetic(args) -> int:
+    from .config import load_config
+    from .synthetic.stage import generate_from_config
+
+    config = load_config(args.config)
+    generate_from_config(config["synthetic"], args.outdir)
+    return 0
+
+
+def _cmd_tile(args) -> int:
+    from .tiling.stage import tile_dataset_split
+
+    if args.images:
+        entry = {
+            "source": "dota", "root": None, "classes": args.classes, "labelled": args.labels is not None,
+            "tiling": {"sizes": [args.size], "gaps": [args.gap], "rates": args.rates,
+                       "img_rate_thr": args.img_rate_thr, "iof_thr": args.iof_thr},
+        }
+        from .datasets.dota import read_dota_folder
+        from .datasets.splits import resolve_classes
+        from .tiling.stage import tiling_params
+        from .tiling.tiler import tile_split
+
+        records = read_dota_folder(args.images, args.labels, class_names=resolve_classes(args.classes),
+                                   require_labels=args.labels is not None)
+        tile_split(records, args.out, tiling_params(entry["tiling"]), resolve_classes(args.classes),
+                   dataset=args.dataset or "custom", split=args.split or "all", threads=args.threads,
+                   overwrite=args.overwrite)
+    else:
+        from .config import load_config
+
+        if not (args.dataset and args.split):
+            raise SystemExit("mutdet tile: give --dataset and --split (from the config) or --images")
+        config = load_config(args.config)
+        if args.dataset not in config["datasets"]:
+            raise SystemExit(f"mutdet tile: dataset {args.dataset!r} is not in the config ({sorted(config['datasets'])})")
+        tile_dataset_split(config["datasets"][args.dataset], args.dataset, args.split, args.out,
+                           results_dir=config["results_dir"], threads=args.threads, overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_export_tiles(args) -> int:
+    from .tiling.export import export_tiles
+
+    n = export_tiles(args.store, args.outdir, overwrite=args.overwrite)
+    log.info("wrote %d tiles to %s", n, args.outdir)
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from .tiling.store import TileStore
+
+    print(json.dumps(TileStore.open(args.store).summary(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mutdet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log", help="also write the log to this file")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate a config file and the dataset folders it names")
+    p.add_argument("config", nargs="?", default=None)
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("generate-synthetic", help="generate the synthetic aerial dataset (DOTA format)")
+    p.add_argument("outdir")
+    p.add_argument("--config", default=None)
+    p.set_defaults(func=_cmd_generate_synthetic)
+
+    p = sub.add_parser("tile", help="cut a dataset split into tiles (mmrotate img_split.py semantics)")
+    p.add_argument("out", help="tile store to write (.zarr folder)")
+    p.add_argument("--config", default=None, help="config file (default: config.yaml)")
+    p.add_argument("--dataset", help="dataset name in the config")
+    p.add_argument("--split", help="split name")
+    p.add_argument("--images", help="tile a DOTA-layout folder of images instead of a configured dataset")
+    p.add_argument("--labels", help="DOTA labelTxt folder for --images (omit for unlabelled images)")
+    p.add_argument("--classes", default="dota_v1", help="class list name for --images")
+    p.add_argument("--size", type=int, default=800)
+    p.add_argument("--gap", type=int, default=200)
+    p.add_argument("--rates", type=float, nargs="+", default=[1.0])
+    p.add_argument("--img-rate-thr", type=float, default=0.6)
+    p.add_argument("--iof-thr", type=float, default=0.7)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.set_defaults(func=_cmd_tile)
+
+    p = sub.add_parser("export-tiles", help="write a tile store as mmrotate split files (images/ + annfiles/)")
+    p.add_argument("store")
+    p.add_argument("outdir")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_export_tiles)
+
+    p = sub.add_parser("info", help="summary of a tile store")
+    p.add_argument("store")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        # Errors of bad input are the user's to fix: a one-line message, not a traceback.
+        log.error("%s", err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The tiling stage as one call: a configured dataset split -> a tile store (rule ``tile``, ``mutdet tile``)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..datasets.splits import load_split, resolve_classes
+from .tiler import tile_split
+from .windows import TilingParams
+
+log = logging.getLogger(__name__)
+
+
+def tiling_params(cfg: dict) -> TilingParams:
+    """TilingParams from a config ``tiling`` block (schema defaults already filled in)."""
+    return TilingParams(
+        sizes=tuple(cfg.get("sizes", [800])), gaps=tuple(cfg.get("gaps", [200])),
+        rates=tuple(float(r) for r in cfg.get("rates", [1.0])),
+        img_rate_thr=float(cfg.get("img_rate_thr", 0.6)), iof_thr=float(cfg.get("iof_thr", 0.7)),
+        padding_value=tuple(cfg.get("padding_value", [104, 116, 124])),
+    )
+
+
+def tile_dataset_split(entry: dict, name: str, split: str, out_path, results_dir="results",
+                       threads: int = 1, overwrite: bool = False) -> Path:
+    """Read split ``split`` of dataset ``name`` (its config ``entry``) and write its tile store."""
+    records = load_split(entry, name, split, results_dir)
+    if not records:
+        raise ValueError(f"dataset {name!r} split {split!r}: no images found")
+    log.info("dataset %s split %s: %d images, %d objects", name, split, len(records), sum(len(r) for r in records))
+    return tile_split(records, out_path, tiling_params(entry.get("tiling", {})), resolve_classes(entry.get("classes")),
+                      dataset=name, split=split, threads=threads, overwrite=overwrite)

@@ -1,0 +1,205 @@
+"""The tile store: one Zarr group per dataset split, the cache every later stage reads.
+
+Layout (Zarr v3 directory store)::
+
+    <split>.zarr/
+        zarr.json                 group attributes (see ``TileStore.attrs``), ``complete: true`` last
+        pixels/<size>             (T_size, size, size, 3) uint8 RGB, one compressed chunk per tile
+        objects/polygons          (M, 8) float32, tile coordinates (translated, not clipped)
+        objects/class_id          (M,) int16, index into ``attrs["classes"]``
+        objects/difficulty        (M,) int8, 0 / 1 as labelled, 2 = truncated by the tile border
+        objects/tile_offsets      (T + 1,) int64: objects of tile i are rows offsets[i]:offsets[i+1]
+        tiles.csv                 tile index: tile, image_id, x, y, size, num_objects, pixel_row
+
+A store is written under ``<name>.tmp`` and renamed into place only when finished, so a killed job
+leaves nothing that a rerun (or ``TileStore.open``) takes for a finished store.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+FORMAT = "mutdet-tiles"
+FORMAT_VERSION = 1
+INDEX_FILE = "tiles.csv"
+INDEX_COLUMNS = ["tile", "image_id", "x", "y", "size", "num_objects", "pixel_row"]
+
+
+class TileStoreError(RuntimeError):
+    """A store that is missing, unfinished, of another format, or from other parameters."""
+
+
+def _compressor():
+    # zstd level 3 with byte shuffle: ~2x on aerial RGB at a fraction of PNG's encode cost.
+    return zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+def temporary_path(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+class TileStoreWriter:
+    """Creates a store in its temporary folder; ``finish()`` marks it complete and renames it.
+
+    Args:
+        path: final store path (``.zarr`` folder). Must not exist unless ``overwrite``.
+        tiles: the full tile index (DataFrame with INDEX_COLUMNS except ``num_objects``/``pixel_row``,
+            which are filled here) planned before any pixel is read, so arrays can be allocated once.
+        num_objects: objects per tile, aligned with ``tiles``.
+        attrs: group attributes (dataset, split, classes, tiling parameters, fingerprint, ...).
+    """
+
+    def __init__(self, path, tiles: pd.DataFrame, num_objects: np.ndarray, attrs: dict, overwrite=False):
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(
+                f"{self.path} already exists; remove it or pass overwrite to rebuild it (nothing was changed)"
+            )
+        self.tmp = temporary_path(self.path)
+        if self.tmp.exists():  # left by a killed run: never trusted, always rebuilt
+            shutil.rmtree(self.tmp)
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
+        self.root.attrs.update({**attrs, "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False})
+
+        tiles = tiles.reset_index(drop=True).copy()
+        tiles["num_objects"] = np.asarray(num_objects, dtype=np.int64)
+        tiles["pixel_row"] = tiles.groupby("size").cumcount().astype(np.int64)
+        self.tiles = tiles
+        self.offsets = np.concatenate([[0], np.cumsum(tiles["num_objects"].to_numpy())]).astype(np.int64)
+        total = int(self.offsets[-1])
+
+        pixels = self.root.require_group("pixels")
+        for size, count in tiles["size"].value_counts().sort_index().items():
+            pixels.create_array(
+                str(int(size)), shape=(int(count), int(size), int(size), 3), chunks=(1, int(size), int(size), 3),
+                dtype="uint8", compressors=[_compressor()], fill_value=0,
+            )
+        objects = self.root.require_group("objects")
+        rows = max(1, min(total, 1 << 16))
+        objects.create_array("polygons", shape=(total, 8), chunks=(rows, 8), dtype="float32")
+        objects.create_array("class_id", shape=(total,), chunks=(rows,), dtype="int16")
+        objects.create_array("difficulty", shape=(total,), chunks=(rows,), dtype="int8")
+        objects.create_array("tile_offsets", shape=(len(tiles) + 1,), chunks=(len(tiles) + 1,), dtype="int64")
+        self._objects = {"polygons": [], "class_id": [], "difficulty": []}
+        self._filled = np.zeros(len(tiles), dtype=bool)
+
+    def write_tile(self, i: int, pixels: np.ndarray, polygons, class_id, difficulty) -> None:
+        """Write tile ``i`` (row of the index): RGB pixels and its objects in tile coordinates.
+        Safe to call from several threads for different tiles (each tile is its own chunk)."""
+        row = self.tiles.iloc[i]
+        size = int(row["size"])
+        if pixels.shape != (size, size, 3) or pixels.dtype != np.uint8:
+            raise ValueError(f"tile {row['tile']}: pixels {pixels.shape} {pixels.dtype}, expected ({size}, {size}, 3) uint8")
+        n = int(self.offsets[i + 1] - self.offsets[i])
+        if len(polygons) != n:
+            raise ValueError(f"tile {row['tile']}: {len(polygons)} objects, planned {n}")
+        self.root[f"pixels/{size}"][int(row["pixel_row"])] = pixels
+        if n:
+            lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+            self._objects["polygons"].append((lo, hi, np.asarray(polygons, np.float32)))
+            self._objects["class_id"].append((lo, hi, np.asarray(class_id, np.int16)))
+            self._objects["difficulty"].append((lo, hi, np.asarray(difficulty, np.int8)))
+        self._filled[i] = True
+
+    def finish(self) -> Path:
+        """Write the objects and the index, mark complete, and move the store into place."""
+        if not self._filled.all():
+            missing = self.tiles["tile"][~self._filled].tolist()[:5]
+            raise TileStoreError(f"{self.path}: {int((~self._filled).sum())} tiles were never written, e.g. {missing}")
+        for key, parts in self._objects.items():
+            array = self.root[f"objects/{key}"]
+            if parts:
+                full = np.zeros(array.shape, dtype=array.dtype)
+                for lo, hi, values in parts:
+                    full[lo:hi] = values
+                array[...] = full
+        self.root["objects/tile_offsets"][...] = self.offsets
+        self.tiles[INDEX_COLUMNS].to_csv(self.tmp / INDEX_FILE, index=False)
+        self.root.attrs.update({"complete": True, "num_tiles": len(self.tiles), "num_objects": int(self.offsets[-1])})
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class TileStore:
+    """Read access to a finished tile store (see the module docstring for the layout)."""
+
+    def __init__(self, path: Path, root, index: pd.DataFrame):
+        self.path = path
+        self.root = root
+        self.index = index
+        self.attrs = dict(root.attrs)
+        self._offsets = np.asarray(root["objects/tile_offsets"][...])
+        self._objects = None
+
+    @classmethod
+    def open(cls, path, expected_fingerprint: str | None = None) -> "TileStore":
+        """Open a finished store. Raises TileStoreError when it is missing, unfinished (a ``.tmp``
+        folder or ``complete`` false), of another format, or (if given) of another fingerprint."""
+        path = Path(path)
+        if not path.is_dir():
+            hint = " (an unfinished write exists beside it)" if temporary_path(path).exists() else ""
+            raise TileStoreError(f"{path}: no tile store here{hint}")
+        try:
+            root = zarr.open_group(str(path), mode="r")
+        except Exception as err:  # noqa: BLE001 - zarr raises several types for a broken folder
+            raise TileStoreError(f"{path}: not a Zarr store ({err})") from None
+        attrs = dict(root.attrs)
+        if attrs.get("format") != FORMAT:
+            raise TileStoreError(f"{path}: format {attrs.get('format')!r}, expected {FORMAT!r}")
+        if attrs.get("format_version") != FORMAT_VERSION:
+            raise TileStoreError(f"{path}: format version {attrs.get('format_version')}, this code reads {FORMAT_VERSION}")
+        if not attrs.get("complete") or not (path / INDEX_FILE).is_file():
+            raise TileStoreError(f"{path}: the store was not finished; delete it and rerun the tiling")
+        if expected_fingerprint is not None and attrs.get("fingerprint") != expected_fingerprint:
+            raise TileStoreError(
+                f"{path}: built from other inputs or parameters (fingerprint {attrs.get('fingerprint')}, "
+                f"expected {expected_fingerprint}); rerun the tiling stage"
+            )
+        index = pd.read_csv(path / INDEX_FILE, dtype={"tile": str, "image_id": str}, keep_default_na=False)
+        return cls(path, root, index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.attrs.get("classes", []))
+
+    def read_pixels(self, i: int) -> np.ndarray:
+        """Tile ``i`` as ``(S, S, 3)`` uint8 RGB."""
+        row = self.index.iloc[i]
+        return np.asarray(self.root[f"pixels/{int(row['size'])}"][int(row["pixel_row"])])
+
+    def _load_objects(self):
+        if self._objects is None:  # small: read once, slice per tile
+            self._objects = {k: np.asarray(self.root[f"objects/{k}"][...]) for k in ("polygons", "class_id", "difficulty")}
+        return self._objects
+
+    def read_objects(self, i: int) -> dict:
+        """Objects of tile ``i``: ``polygons`` (n, 8) float32 tile coordinates, ``class_id`` (n,) int16,
+        ``difficulty`` (n,) int8."""
+        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+        return {k: v[lo:hi] for k, v in self._load_objects().items()}
+
+    def summary(self) -> dict:
+        return {
+            "path": str(self.path), "tiles": len(self), "objects": int(self._offsets[-1]),
+            "images": int(self.index["image_id"].nunique()),
+            **{k: self.attrs.get(k) for k in ("dataset", "split", "sizes", "gaps", "rates")},
+        }
+
+
+def write_json(path, data) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
