@@ -159,10 +159,12 @@ def read_dota_folder(image_dir, label_dir, class_names=None, require_labels=True
 
 
 def format_coord(value: float) -> str:
-    """Coordinates as the DOTA tools print them: integers without a fraction, otherwise up to 0.1 px
-    precision kept in full (``repr`` of a float32 value like mmrotate's split files)."""
+    """Coordinates as the DOTA tools print them: integers as ``1054.0``, other values as ``str`` of the
+    float32 value (shortest text that reads back to that float32: ``12.3``), which is what mmrotate's
+    splitter writes with ``map(str, float32_row)``. (``repr(float(np.float32(v)))`` would print the float64
+    expansion ``12.300000190734863`` instead.)"""
     v = float(value)
-    return str(int(v)) + ".0" if v.is_integer() else repr(float(np.float32(v)))
+    return str(int(v)) + ".0" if v.is_integer() else str(np.float32(v))
 
 
 def write_dota_txt(record: ImageRecord, path, header: bool = True) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import numcodecs
 import zarr
 
 FORMAT = "mutdet-tiles"
@@ -35,9 +36,16 @@ class TileStoreError(RuntimeError):
     """A store that is missing, unfinished, of another format, or from other parameters."""
 
 
+def _chunk_encoder():
+    """The same bytes the Zarr codec pipeline writes for a uint8 chunk (``bytes`` + this Blosc codec)."""
+    return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+
+
 def _compressor():
-    # zstd level 3 with byte shuffle: ~2x on aerial RGB at a fraction of PNG's encode cost.
-    return zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    # LZ4 with byte shuffle. Aerial RGB compresses poorly with any fast codec (measured on DOTA tiles: lz4
+    # 1.1x at 22 ms/tile, zstd-1 1.35x at 60 ms, zstd-3 1.5x at 120 ms); lz4 keeps tiling within 2x of the
+    # bare decode and is the fastest to read back in training, which reads every tile every epoch.
+    return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
 def temporary_path(path: Path) -> Path:
@@ -89,6 +97,7 @@ class TileStoreWriter:
         objects.create_array("tile_offsets", shape=(len(tiles) + 1,), chunks=(len(tiles) + 1,), dtype="int64")
         self._objects = {"polygons": [], "class_id": [], "difficulty": []}
         self._filled = np.zeros(len(tiles), dtype=bool)
+        self._encoder = _chunk_encoder()
 
     def write_tile(self, i: int, pixels: np.ndarray, polygons, class_id, difficulty) -> None:
         """Write tile ``i`` (row of the index): RGB pixels and its objects in tile coordinates.
@@ -100,7 +109,12 @@ class TileStoreWriter:
         n = int(self.offsets[i + 1] - self.offsets[i])
         if len(polygons) != n:
             raise ValueError(f"tile {row['tile']}: {len(polygons)} objects, planned {n}")
-        self.root[f"pixels/{size}"][int(row["pixel_row"])] = pixels
+        # Tiles are written as chunk files directly: byte-identical to Zarr's own write (checked by the tests,
+        # which read every tile back through Zarr) but without its per-call overhead, which cost 5x the
+        # compression itself and made tiling 3.5x slower than decoding the source images.
+        chunk = self.tmp / "pixels" / str(size) / "c" / str(int(row["pixel_row"])) / "0" / "0" / "0"
+        chunk.parent.mkdir(parents=True, exist_ok=True)
+        chunk.write_bytes(self._encoder.encode(np.ascontiguousarray(pixels)))
         if n:
             lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
             self._objects["polygons"].append((lo, hi, np.asarray(polygons, np.float32)))

@@ -1,0 +1,30 @@
+"""Dataset readers: every format becomes a list of ``ImageRecord`` (see ``records``).
+
+- DOTA-v1.0: ``read_dota_txt``, ``read_dota_folder``; classes ``DOTA_V1``
+- DIOR-R: ``read_dior_xml``, ``read_dior_split``; classes ``DIOR_R``
+- FAIR1M-2.0: ``read_fair1m_xml``, ``read_fair1m_folder``; classes ``FAIR1M``
+- HRRSD: ``read_hrrsd_xml``, ``read_hrrsd_split``, ``read_hrrsd_folder``; classes ``HRRSD``
+- OHD-SJTU: ``read_ohd_sjtu_txt``, ``read_ohd_sjtu_folder``; classes ``OHD_SJTU_S`` / ``OHD_SJTU_L``
+
+``records_to_dota_folder`` writes any of them in DOTA layout; ``images.load_image_rgb`` reads the pixels.
+"""
+from .classes import (DIOR_R, DOTA_V1, FAIR1M, HRRSD, OHD_SJTU_L, OHD_SJTU_S, ClassList, get_class_list,
+                      normalize_dior_name)
+from .dior import read_dior_split, read_dior_xml
+from .dota import (drop_degenerate, polygon_areas, read_dota_folder, read_dota_txt, read_task1_folder,
+                   records_to_dota_folder, write_dota_txt, write_task1_folder)
+from .fair1m import read_fair1m_folder, read_fair1m_xml
+from .hrrsd import read_hrrsd_folder, read_hrrsd_split, read_hrrsd_xml
+from .images import ImageReadError, image_size, load_image_rgb
+from .ohd_sjtu import read_ohd_sjtu_folder, read_ohd_sjtu_txt
+from .records import ImageRecord, LabelFormatError
+
+__all__ = [
+    "ClassList", "DIOR_R", "DOTA_V1", "FAIR1M", "HRRSD", "OHD_SJTU_L", "OHD_SJTU_S", "get_class_list",
+    "normalize_dior_name", "read_dior_split", "read_dior_xml", "drop_degenerate", "polygon_areas",
+    "read_dota_folder", "read_dota_txt", "read_task1_folder", "records_to_dota_folder", "write_dota_txt",
+    "write_task1_folder", "read_fair1m_folder", "read_fair1m_xml", "read_hrrsd_folder", "read_hrrsd_split",
+    "read_hrrsd_xml",
+    "ImageReadError", "image_size", "load_image_rgb", "read_ohd_sjtu_folder", "read_ohd_sjtu_txt",
+    "ImageRecord", "LabelFormatError",
+]
