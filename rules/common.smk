@@ -49,3 +49,8 @@ def get_tile_inputs(wildcards):
 
 def get_dataset_entry(wildcards):
     return DATASETS[wildcards.dataset]
+
+
+def is_generated_dataset(wildcards):
+    """True for datasets the pipeline generates (their root is the rule's input folder)."""
+    return DATASETS[wildcards.dataset]["source"] == "synthetic"

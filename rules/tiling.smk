@@ -12,7 +12,7 @@ rule tile:
         f"{RESULTS}/benchmarks/tile/{{dataset}}/{{split}}.tsv"
     params:
         entry=get_dataset_entry,
-        results_dir=RESULTS,
+        generated=is_generated_dataset,
     threads: 2
     resources:
         mem_mb=4000,

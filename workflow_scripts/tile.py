@@ -3,6 +3,7 @@ from mutdet_core.logs import stage
 from mutdet_core.tiling.stage import tile_dataset_split
 
 w = snakemake.wildcards  # noqa: F821 - injected by Snakemake
+root = snakemake.input[0] if snakemake.params.generated else None  # noqa: F821
 with stage(f"tile {w.dataset}/{w.split}", snakemake.log[0]):  # noqa: F821
     tile_dataset_split(snakemake.params.entry, w.dataset, w.split, snakemake.output[0],  # noqa: F821
-                       results_dir=snakemake.params.results_dir, threads=snakemake.threads)  # noqa: F821
+                       threads=snakemake.threads, root=root)  # noqa: F821

@@ -61,9 +61,10 @@ def check_dataset_layout(entry: dict, name: str) -> list[str]:
     return problems
 
 
-def load_split(entry: dict, name: str, split: str, results_dir="results") -> list[ImageRecord]:
-    """All ``ImageRecord``s of one split, sorted by image id."""
-    root = dataset_root(entry, name, results_dir)
+def load_split(entry: dict, name: str, split: str, results_dir="results", root=None) -> list[ImageRecord]:
+    """All ``ImageRecord``s of one split, sorted by image id. ``root`` overrides the dataset root (the
+    Snakemake rule passes its input folder, so no path is hard-coded twice)."""
+    root = Path(root) if root is not None else dataset_root(entry, name, results_dir)
     classes = resolve_classes(entry.get("classes", "dota_v1"))
     labelled = entry.get("labelled", True)
     source = entry["source"]

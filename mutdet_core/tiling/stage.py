@@ -22,9 +22,10 @@ def tiling_params(cfg: dict) -> TilingParams:
 
 
 def tile_dataset_split(entry: dict, name: str, split: str, out_path, results_dir="results",
-                       threads: int = 1, overwrite: bool = False) -> Path:
-    """Read split ``split`` of dataset ``name`` (its config ``entry``) and write its tile store."""
-    records = load_split(entry, name, split, results_dir)
+                       threads: int = 1, overwrite: bool = False, root=None) -> Path:
+    """Read split ``split`` of dataset ``name`` (its config ``entry``) and write its tile store.
+    ``root``: the dataset root when it is not the configured one (generated synthetic data)."""
+    records = load_split(entry, name, split, results_dir, root=root)
     if not records:
         raise ValueError(f"dataset {name!r} split {split!r}: no images found")
     log.info("dataset %s split %s: %d images, %d objects", name, split, len(records), sum(len(r) for r in records))
