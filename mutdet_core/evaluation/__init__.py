@@ -1,0 +1,20 @@
+"""Evaluation (SPEC 5): rotated-polygon VOC AP in the DOTA-devkit and mmrotate conventions, and patch merging.
+
+- ``evaluate_detections`` (:mod:`.dota_eval`): AP50 / AP75 / AP50:95 per class and mAP.
+- ``merge_task1_folder`` / ``merge_detections`` (:mod:`.merge`): tile detections -> full-image Task1 files.
+- ``write_reports`` (:mod:`.report`): JSON summary, CSV and Markdown tables.
+- :mod:`.polyiou` (the devkit's IoU, bit for bit), :mod:`.pair_iou` (fast path with exact decisions),
+  :mod:`.ordering` (the devkit's tie order), :mod:`.matching`, :mod:`.ap`, :mod:`.nms`: the parts.
+"""
+from .dota_eval import COCO_THRESHOLDS, CONVENTIONS, build_convention, evaluate_detections
+from .merge import (DEVKIT_RESULTMERGE, MUTDET_MERGE, MergeParams, build_merge_params, merge_detections,
+                    merge_task1_folder)
+from .nms import batched_poly_nms, poly_nms
+from .polyiou import iou_poly_pairs
+from .report import markdown_table, write_reports
+
+__all__ = [
+    "COCO_THRESHOLDS", "CONVENTIONS", "build_convention", "evaluate_detections", "DEVKIT_RESULTMERGE",
+    "MUTDET_MERGE", "MergeParams", "build_merge_params", "merge_detections", "merge_task1_folder",
+    "batched_poly_nms", "poly_nms", "iou_poly_pairs", "markdown_table", "write_reports",
+]

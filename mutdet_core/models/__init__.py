@@ -1,0 +1,1 @@
+"""ARS-DETR detector family: backbone, transformer, heads, matcher, criterion, denoising, angle coders."""

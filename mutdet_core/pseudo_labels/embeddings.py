@@ -1,0 +1,200 @@
+"""Embedding stage (SPEC 2.4): a frozen ResNet embedding of every box's rotated crop.
+
+As MutDet's ``Tool_DOTA_train_Feats`` config: the tile is resized 800 -> 1024 (bilinear, as mmrotate's
+``RResize``; boxes scale with it), ImageNet-normalised (RGB mean 123.675/116.28/103.53, std
+58.395/57.12/57.375), each box enlarged 1.5x in w and h and cropped object-aligned to 224x224
+(``crops.py``), then a frozen supervised-ImageNet torchvision ResNet-50, layer4 average-pooled -> 2048-d,
+not normalised. The weights come from a local file (torchvision's ``resnet50-0676ba61.pth`` =
+``IMAGENET1K_V1`` for the paper); without one the network is randomly initialised (seeded) and the log
+says so: fine for smoke runs, meaningless clusters.
+
+Store ``mutdet-embeddings``, row-aligned with the boxes store (same ``tile_offsets``)::
+
+    features   (N, D) float32    D = 2048 (resnet50) or 512 (resnet18 / resnet34)
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torchvision
+from tqdm import tqdm
+
+from ..tiling.store import TileStore
+from .artifact import StageWriter, check_input, existing_output, input_entry, open_stage, stage_fingerprint
+from .boxes import open_boxes
+from .crops import rotated_crops
+from .sam import CheckpointError, load_into, load_state_dict, resolve_device
+
+log = logging.getLogger(__name__)
+
+FORMAT = "mutdet-embeddings"
+ARCHS = {"resnet50": 2048, "resnet34": 512, "resnet18": 512}
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class EmbeddingParams:
+    """Config ``pseudo_labels.embeddings``. ``weights``: local torchvision state-dict file, or None
+    (random init from ``seed``). ``input_size``: the tile's side after resizing (1024 for 800 px tiles)."""
+
+    arch: str = "resnet50"
+    weights: str | None = None
+    input_size: int = 1024
+    crop_size: int = 224
+    enlarge: float = 1.5
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"embeddings: arch {self.arch!r} is not one of {sorted(ARCHS)}")
+        if self.crop_size < 32 or self.input_size < 32 or self.batch_size < 1 or self.enlarge <= 0:
+            raise ValueError("embeddings: crop_size and input_size must be >= 32, batch_size >= 1, enlarge > 0")
+
+    @property
+    def feature_dim(self) -> int:
+        return ARCHS[self.arch]
+
+    def describe(self) -> dict:
+        """Parameters for the fingerprint: the weights file by name and size (its folder does not matter)."""
+        out = asdict(self)
+        out.pop("batch_size")  # does not change the result
+        if self.weights is not None:
+            path = Path(self.weights)
+            if not path.is_file():
+                raise CheckpointError(f"ResNet ({self.arch}) checkpoint {path} does not exist")
+            out["weights"] = f"{path.name}:{path.stat().st_size}"
+            out.pop("seed")
+        return out
+
+
+class CropEmbedder(torch.nn.Module):
+    """Frozen ResNet trunk + global average pool: ``(B, 3, S, S)`` normalised crops -> ``(B, D)``."""
+
+    def __init__(self, resnet: torchvision.models.ResNet):
+        super().__init__()
+        self.trunk = torch.nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
+                                         resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):  # frozen: batch-norm statistics never update
+        return super().train(False)
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.trunk(crops).mean(dim=(2, 3))
+
+
+def build_embedder(params: EmbeddingParams, device="cpu") -> CropEmbedder:
+    """The frozen embedding network. Raises ``CheckpointError`` (naming the file) for a missing, corrupt or
+    mismatched weights file; logs a warning when the network is random."""
+    state = load_state_dict(params.weights, f"ResNet ({params.arch})") if params.weights is not None else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(params.seed)
+        resnet = getattr(torchvision.models, params.arch)(weights=None)
+    if state is not None:
+        load_into(resnet, state, params.weights, f"ResNet ({params.arch})")
+    else:
+        log.warning("embeddings: %s has RANDOM weights (no weights file given, seed %d): the pipeline runs, but "
+                    "embeddings and clusters carry no ImageNet semantics; set pseudo_labels.embeddings.weights "
+                    "to torchvision's resnet50-0676ba61.pth for the paper", params.arch, params.seed)
+    return CropEmbedder(resnet).to(resolve_device(device))
+
+
+def prepare_tile(pixels: np.ndarray, input_size: int) -> tuple[np.ndarray, float]:
+    """Tile resized to ``input_size`` (bilinear, uint8 as mmcv's ``imresize``) and the scale factor."""
+    size = pixels.shape[0]
+    if pixels.shape[1] != size:
+        raise ValueError(f"embeddings: tiles must be square, got {pixels.shape}")
+    if size == input_size:
+        return pixels, 1.0
+    return cv2.resize(pixels, (input_size, input_size), interpolation=cv2.INTER_LINEAR), input_size / size
+
+
+def normalise(image: np.ndarray, device) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float32 ImageNet-normalised on ``device``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float()
+    mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
+    return (tensor - mean) / std
+
+
+@torch.inference_mode()
+def embed_tile(embedder: CropEmbedder, pixels: np.ndarray, rboxes: np.ndarray, params: EmbeddingParams,
+               device) -> np.ndarray:
+    """``(n, D)`` float32 embeddings of the ``(n, 5)`` boxes (tile pixels) of one tile."""
+    if not len(rboxes):
+        return np.zeros((0, params.feature_dim), np.float32)
+    resized, scale = pixels if isinstance(pixels, tuple) else prepare_tile(pixels, params.input_size)
+    image = normalise(resized, device)
+    boxes = torch.as_tensor(np.asarray(rboxes, np.float32), device=device).clone()
+    boxes[:, :4] *= scale  # RResize scales centres and sizes; the angle is unchanged (square tile)
+    out = []
+    for start in range(0, len(boxes), params.batch_size):
+        crops = rotated_crops(image, boxes[start:start + params.batch_size], params.crop_size, params.enlarge)
+        out.append(embedder(crops).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def extract_embeddings(tile_store, boxes_store, out_path, params: EmbeddingParams | dict | None = None,
+                       device="auto", overwrite: bool = False, progress: bool | None = None) -> Path:
+    """Embedding stage entry point: embed every box of ``boxes_store`` (built from ``tile_store``).
+
+    Args:
+        tile_store: path of the tile store the boxes were built from (checked by fingerprint).
+        boxes_store: path of a finished boxes store.
+        out_path: the ``.zarr`` store to write; rows align with the boxes store.
+        params: ``EmbeddingParams`` or a dict of its fields (None: paper defaults, random weights).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``...
+    Raises:
+        StageError: the boxes come from another tile store. CheckpointError: bad weights file.
+        ValueError: non-finite embeddings (names the tile).
+    """
+    params = params if isinstance(params, EmbeddingParams) else EmbeddingParams(**(params or {}))
+    tiles = tile_store if isinstance(tile_store, TileStore) else TileStore.open(tile_store)
+    boxes = open_boxes(boxes_store)
+    check_input(boxes, "tiles", tiles, "the masks and boxes stages")
+    device = resolve_device(device)
+    described = params.describe()
+    inputs = {"tiles": input_entry(tiles), "boxes": input_entry(boxes)}
+    fingerprint = stage_fingerprint(FORMAT, described, {k: v["fingerprint"] for k, v in inputs.items()})
+    if existing_output(out_path, fingerprint, FORMAT, overwrite) is not None:
+        return Path(out_path)
+    embedder = build_embedder(params, device)
+    attrs = {"params": described, "inputs": inputs, "fingerprint": fingerprint, "feature_dim": params.feature_dim,
+             "random_weights": params.weights is None, "tile_fingerprint": tiles.attrs["fingerprint"],
+             "device": str(device)}
+    rows = {"features": ((params.feature_dim,), "float32")}
+    rboxes_all = boxes.read_all("rbox")
+    names = boxes.index["tile"].tolist()
+
+    def load(i: int):  # decoding and resizing overlap with the network on the previous tile
+        return prepare_tile(tiles.read_pixels(i), params.input_size)
+
+    log.info("embeddings: %d boxes in %d tiles, %s on %s", boxes.num_rows, len(boxes), params.arch, device)
+    with StageWriter(out_path, FORMAT, boxes.index, rows, attrs) as writer, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(load, 0) if len(boxes) else None
+        quiet = None if progress is None else not progress
+        for i in tqdm(range(len(boxes)), desc="embeddings", unit="tile", disable=quiet):
+            prepared = pending.result()
+            pending = pool.submit(load, i + 1) if i + 1 < len(boxes) else None
+            features = embed_tile(embedder, prepared, rboxes_all[boxes.rows(i)], params, device)
+            if not np.isfinite(features).all():
+                raise ValueError(f"embeddings: non-finite features for tile {names[i]} of {tiles.path} "
+                                         f"(broken weights or pixels?)")
+            writer.append_tile(i, {"features": features})
+        path = writer.finish()
+    return path
+
+
+def open_embeddings(path):
+    """Open a finished embeddings store (``StageError`` otherwise)."""
+    return open_stage(path, FORMAT)

@@ -1,0 +1,61 @@
+"""Our results as the tables read them: evaluation summaries -> ``our_results`` rows, and a results CSV reader.
+
+An ``our_results`` row is ``RESULT_COLUMNS`` (:mod:`.vocabulary`): the run keys, ``eval_epoch``, ``metric``,
+``value`` (percent), optionally ``seed``. The evaluator (``mutdet_core.evaluation.dota_eval``) writes AP as
+fractions with full class names; :func:`evaluation_rows` turns one such summary into table rows, naming
+per-class AP50 by the paper's class abbreviation (Tables 2 and 3).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..datasets.classes import get_class_list
+from .render import normalize_results
+from .vocabulary import RESULT_COLUMNS, SUMMARY_METRICS, RunKey
+
+
+def evaluation_rows(run: RunKey, eval_epoch: int, result: dict | str | Path, seed: int | None = None) -> pd.DataFrame:
+    """``our_results`` rows of one evaluated checkpoint.
+
+    Args:
+        run: the fine-tuning run.
+        eval_epoch: the epoch of the evaluated checkpoint.
+        result: the dict of ``evaluate_detections`` (or the path of its JSON summary): ``mAP`` {"AP50",
+            "AP75", "AP50:95"} and ``per_class`` {class name: {"AP50", ...}}, AP as fractions.
+        seed: written to a ``seed`` column when given (repeats of a run are averaged by the renderer).
+
+    Returns:
+        A frame with ``RESULT_COLUMNS`` (+ ``seed``): AP50/AP75/AP50:95 where computed, and each class's AP50
+        under its abbreviation when the dataset's class list has abbreviations (DIOR-R, DOTA-v1.0). Values in %.
+    """
+    if not isinstance(result, dict):
+        path = Path(result)
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: cannot read the evaluation summary: {err}") from None
+    if "mAP" not in result or "per_class" not in result:
+        raise ValueError("evaluation summary has no 'mAP' / 'per_class' (expected evaluate_detections' dict)")
+    values = {m: result["mAP"].get(m) for m in SUMMARY_METRICS}
+    classes = get_class_list(run.finetune_dataset)
+    if classes.abbreviations is not None:
+        for name, entry in result["per_class"].items():
+            # A class outside the mAP (mmrotate convention, no ground truth) has no AP to compare.
+            if entry.get("in_map", True) is not False:
+                values[classes.abbreviation(name)] = entry.get("AP50")
+    rows = [{**run.as_dict(), "eval_epoch": int(eval_epoch), "metric": metric, "value": 100.0 * float(v)}
+            for metric, v in values.items() if v is not None]
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    if seed is not None:
+        frame["seed"] = int(seed)
+    return frame
+
+
+def read_results_csv(path) -> pd.DataFrame:
+    """Read an ``our_results`` CSV (percent values) and validate it; errors name the file."""
+    frame = pd.read_csv(path)
+    normalize_results(frame, what=str(path))
+    return frame
