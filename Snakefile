@@ -16,6 +16,7 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/synthetic.smk"
 include: "rules/tiling.smk"
+include: "rules/pseudo_labels.smk"
 
 
 rule all:

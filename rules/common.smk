@@ -1,4 +1,5 @@
 # Config validation (at DAG-building time, before any job runs) and the named input functions of all rules.
+import os
 import sys
 from pathlib import Path
 
@@ -34,9 +35,29 @@ def tile_store_paths():
     ]
 
 
+# "dataset/split" names; os.path.split is the plainest way to cut them in two
+PRETRAIN_SPLITS = [os.path.split(s) for s in config["pseudo_labels"]["pretrain_splits"]]
+_unknown_pretrain = [f"{d}/{s}" for d, s in PRETRAIN_SPLITS if d not in DATASETS or s not in DATASETS[d]["splits"]]
+if _unknown_pretrain:
+    raise WorkflowError(f"pseudo_labels.pretrain_splits names unknown dataset splits: {_unknown_pretrain}")
+
+
+def get_pretrain_embeddings(wildcards):
+    """Embedding stores of the whole pre-training set (PCA and k-means are fitted on all of them)."""
+    return [f"{RESULTS}/pseudo_labels/{d}/{s}/embeddings.zarr" for d, s in PRETRAIN_SPLITS]
+
+
+def pseudo_label_outputs():
+    """Pseudo-label stores and their inspection folders for every pre-training split."""
+    out = []
+    for d, s in PRETRAIN_SPLITS:
+        out += [f"{RESULTS}/pseudo_labels/{d}/{s}/pseudo_labels.zarr", f"{RESULTS}/pseudo_labels/{d}/{s}/inspect"]
+    return out
+
+
 def get_final_outputs():
     """Targets of `rule all`, extended stage by stage."""
-    return tile_store_paths()
+    return tile_store_paths() + pseudo_label_outputs()
 
 
 def get_tile_inputs(wildcards):

@@ -213,7 +213,7 @@ def train(model: nn.Module, criterion: nn.Module, train_loader, cfg: TrainConfig
             return
         state = {"model": model.state_dict(), "criterion": criterion.state_dict(), "epoch": epoch,
                  "iteration": iteration, "config": cfg.to_dict(),
-                 "meta": {"torch": torch.__version__, "world_size": info.world_size, **(meta or {})}}
+                 "meta": {"torch": str(torch.__version__), "world_size": info.world_size, **(meta or {})}}
         if full:
             state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                          grad_scaler=scaler.state_dict() if scaler is not None else None,

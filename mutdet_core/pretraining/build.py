@@ -1,0 +1,130 @@
+"""``build_pretrainer(method_cfg, detector_cfg) -> (model, criterion)`` for every pre-training method.
+
+The engine trains any method the same way (mutdet_core/engine/trainer.py):
+
+    outputs = model(images (B, 3, H, W), padding_mask (B, H, W) bool, targets)
+    losses = criterion(outputs, targets)
+    total = sum(criterion.weight_dict[k] * losses[k] for k in losses if k in criterion.weight_dict)
+
+and, after every optimizer step, ``model.on_iteration(iteration, total_iterations)`` (AlignDet's EMA
+update; a no-op for the other methods). ``model.find_unused_parameters`` says whether DDP must be built
+with ``find_unused_parameters=True`` (some module takes part in no loss in that configuration).
+
+The model wraps the detector as ``model.detector`` (checkpoint keys ``detector.<detector keys>``); the
+method's own modules sit beside it (``mutual_enhancement``, ``embedding_head``, ...), see
+docs/checkpoints.md and ``transfer.py``.
+
+Method config keys (``method_cfg``; unknown keys are an error):
+
+    method               'mutdet' | 'detreg' | 'updetr' | 'aligndet'                      (required)
+    embedding_dim        width E of the pseudo-label embeddings                           256
+  mutdet (mutdet.py, mutdet_criterion.py, calibration.py):
+    contrastive_loss, enhanced_embedding, enhanced_feature, encoder_loss  Table 7 switches  true
+    calibration          'siamese_head' | 'none' | 'encoder_feature_distillation' |
+                         'decoder_cross_distillation' (Table 1)                           'siamese_head'
+    temperature          InfoNCE temperature T                                            0.2
+    direction_weight     weight of each InfoNCE direction (null = 2T)                     null
+    embed_loss           regression loss when contrastive_loss is off: 'mse' | 'l1'       'mse'
+    dn_alignment         'first_group' | 'all_groups' | 'released' | 'none'               'first_group'
+    encoder_alignment    'hungarian_all' (released) | 'topk' (paper text)                 'hungarian_all'
+    align_weight         weight of every align_* loss                                     1.0
+    distillation_weight  weight of every distill_* loss                                   1.0
+    gather_distributed   InfoNCE negatives gathered from all DDP ranks                    false
+    enhancement_layers / enhancement_heads / enhancement_mlp_dim                          3 / 8 / 2048
+  detreg (detreg.py): embed_loss 'mse', embed_weight 1.0, align_dn true, dn_alignment 'first_group'
+  updetr (updetr.py): num_patches 10, patch_size 128, min_patch_pixels 8, query_mask_ratio 0.1,
+    feature_weight 1.0, feature_loss_layers 'all' | 'last', group_attention_mask false
+  aligndet (aligndet.py): temperature 0.5, contrastive_weight 1.0, base_momentum 0.996,
+    projector_hidden_dim 256 (null = D), projector_dim 256, view_flip_prob 0.5, view_color_jitter 0.4
+
+The rows of Tables 1 and 7 are ready-made method configs in ``ablations.py`` (``ablation_config``).
+
+The detector config is the detector's own (mutdet_core/models/detector.py); pre-training defaults:
+``num_classes: 256`` when absent and ``backbone.freeze_all: true`` when absent.
+"""
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from ..models.detector import build_detector
+from .aligndet import build_aligndet
+from .contrastive_alignment import DN_ALIGNMENTS, EMBED_LOSSES
+from .detreg import build_detreg
+from .mutdet import CALIBRATIONS, SWITCHES, MutDet
+from .mutdet_criterion import ENCODER_ALIGNMENTS, MutDetCriterion
+from .updetr import build_updetr
+
+COMMON_KEYS = {"method", "embedding_dim"}
+METHOD_KEYS = {
+    "mutdet": set(SWITCHES) | {"calibration", "temperature", "direction_weight", "embed_loss", "dn_alignment",
+                               "encoder_alignment", "align_weight", "distillation_weight", "gather_distributed",
+                               "enhancement_layers", "enhancement_heads", "enhancement_mlp_dim"},
+    "detreg": {"embed_loss", "embed_weight", "align_dn", "dn_alignment"},
+    "updetr": {"num_patches", "patch_size", "min_patch_pixels", "query_mask_ratio", "feature_weight",
+               "feature_loss_layers", "group_attention_mask"},
+    "aligndet": {"temperature", "contrastive_weight", "base_momentum", "projector_hidden_dim", "projector_dim",
+                 "view_flip_prob", "view_color_jitter"},
+}
+METHODS = tuple(METHOD_KEYS)
+CHOICES = {"calibration": CALIBRATIONS, "embed_loss": EMBED_LOSSES, "dn_alignment": DN_ALIGNMENTS,
+           "encoder_alignment": ENCODER_ALIGNMENTS, "feature_loss_layers": ("all", "last")}
+
+
+def check_method_config(cfg: dict) -> str:
+    """Validate the method config (method name, known keys, choices, booleans); returns the method."""
+    method = cfg.get("method")
+    if method not in METHOD_KEYS:
+        raise ValueError(f"pre-training method {method!r} is not one of {list(METHODS)}")
+    unknown = sorted(set(cfg) - COMMON_KEYS - METHOD_KEYS[method])
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown} for pre-training method {method!r}; known: "
+                         f"{sorted(COMMON_KEYS | METHOD_KEYS[method])}")
+    for key, choices in CHOICES.items():
+        if key in cfg and cfg[key] not in choices:
+            raise ValueError(f"{method}.{key} = {cfg[key]!r} is not one of {list(choices)}")
+    for key in (*SWITCHES, "gather_distributed", "align_dn", "group_attention_mask"):
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise ValueError(f"{method}.{key} must be true or false, got {cfg[key]!r}")
+    return method
+
+
+def pretraining_detector_config(detector_cfg: dict | None) -> dict:
+    """The detector config with the pre-training defaults (256 pseudo-classes, fully frozen backbone)."""
+    cfg = copy.deepcopy(dict(detector_cfg or {}))
+    cfg.setdefault("num_classes", 256)
+    backbone = dict(cfg.get("backbone") or {"name": "resnet50"})
+    backbone.setdefault("freeze_all", True)
+    cfg["backbone"] = backbone
+    return cfg
+
+
+def build_mutdet(detector, detection, cfg: dict) -> tuple[MutDet, MutDetCriterion]:
+    model = MutDet(detector, int(cfg.get("embedding_dim", 256)),
+                   **{k: bool(cfg.get(k, True)) for k in SWITCHES},
+                   calibration=cfg.get("calibration", "siamese_head"),
+                   enhancement_cfg={k: cfg[k] for k in ("enhancement_layers", "enhancement_heads",
+                                                        "enhancement_mlp_dim") if k in cfg})
+    direction_weight = cfg.get("direction_weight")
+    criterion = MutDetCriterion(
+        detection, model.passes, contrastive_loss=model.contrastive_loss,
+        temperature=float(cfg.get("temperature", 0.2)),
+        direction_weight=None if direction_weight is None else float(direction_weight),
+        embed_loss=cfg.get("embed_loss", "mse"), dn_alignment=cfg.get("dn_alignment", "first_group"),
+        encoder_loss=model.encoder_loss, encoder_alignment=cfg.get("encoder_alignment", "hungarian_all"),
+        align_weight=float(cfg.get("align_weight", 1.0)),
+        distillation_weight=float(cfg.get("distillation_weight", 1.0)),
+        gather_distributed=bool(cfg.get("gather_distributed", False)))
+    return model, criterion
+
+
+BUILDERS = {"mutdet": build_mutdet, "detreg": build_detreg, "updetr": build_updetr, "aligndet": build_aligndet}
+
+
+def build_pretrainer(method_cfg: dict, detector_cfg: dict | None = None) -> tuple[nn.Module, nn.Module]:
+    """(model, criterion) of a pre-training method (module docstring for the keys)."""
+    method_cfg = dict(method_cfg or {})
+    method = check_method_config(method_cfg)
+    detector, detection, _ = build_detector(pretraining_detector_config(detector_cfg))
+    return BUILDERS[method](detector, detection, method_cfg)
