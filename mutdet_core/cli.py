@@ -6,6 +6,10 @@
     mutdet tile --images DIR [--labels DIR] --classes dota_v1 OUT.zarr [--size 800 --gap 200]
     mutdet export-tiles STORE OUTDIR [--overwrite]
     mutdet info STORE
+    mutdet inspect STORE [--out DIR]                 pictures + statistics of a pseudo-label stage store
+    mutdet export-pseudo-labels STORE... OUTDIR      DOTA txt with cluster_k classes + embeddings
+    mutdet evaluate --dets DIR --labels DIR --out results.json [--convention dota|mmrotate]
+    mutdet merge --tile-dets DIR --out DIR [--zip] [--labels DIR]
 """
 from __future__ import annotations
 
@@ -124,6 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("outdir")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_export_tiles)
+
+    from .evaluation.cli import add_evaluate_arguments, add_merge_arguments, evaluate_cli, merge_cli
+    from .pseudo_labels.cli import (EXPORT_HELP, INSPECT_HELP, add_export_pseudo_labels_arguments,
+                                    add_inspect_arguments, export_pseudo_labels_cli, inspect_cli)
+
+    p = sub.add_parser("inspect", help=INSPECT_HELP)
+    add_inspect_arguments(p)
+    p.set_defaults(func=inspect_cli)
+
+    p = sub.add_parser("export-pseudo-labels", help=EXPORT_HELP)
+    add_export_pseudo_labels_arguments(p)
+    p.set_defaults(func=export_pseudo_labels_cli)
+
+    p = sub.add_parser("evaluate", help="rotated-box AP of Task1 detections (dota or mmrotate convention)")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=evaluate_cli)
+
+    p = sub.add_parser("merge", help="merge tile detections into full-image Task1 files (+ --zip, + --labels eval)")
+    add_merge_arguments(p)
+    p.set_defaults(func=merge_cli)
 
     p = sub.add_parser("info", help="summary of a tile store")
     p.add_argument("store")
