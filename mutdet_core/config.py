@@ -50,6 +50,32 @@ def validate_config(config: dict, source: str = "config") -> dict:
             key = "/".join(str(p) for p in err.absolute_path) or "(top level)"
             lines.append(f"  {key}: {err.message}")
         raise ConfigError(f"{source} is not valid:\n" + "\n".join(lines))
+    return resolve_roots(config)
+
+
+def _under(root, path):
+    return path if root is None or path is None or Path(path).is_absolute() else str(Path(root) / path)
+
+
+def resolve_roots(config: dict) -> dict:
+    """Relative dataset roots under ``data_root``, relative checkpoint paths under ``checkpoint_root`` (in
+    place; paths already absolute, and everything when the roots are null, stay as they are)."""
+    data_root, ckpt_root = config.get("data_root"), config.get("checkpoint_root")
+    for entry in config.get("datasets", {}).values():
+        if entry.get("root"):
+            entry["root"] = _under(data_root, entry["root"])
+    pseudo = config.get("pseudo_labels", {})
+    sam = pseudo.get("masks", {}).get("sam")
+    if isinstance(sam, dict) and sam.get("checkpoint"):
+        sam["checkpoint"] = _under(ckpt_root, sam["checkpoint"])
+    embeddings = pseudo.get("embeddings")
+    if isinstance(embeddings, dict) and embeddings.get("weights"):
+        embeddings["weights"] = _under(ckpt_root, embeddings["weights"])
+    detectors = [config.get("model") or {}] + list((config.get("models") or {}).values())
+    for detector in detectors:
+        backbone = detector.get("backbone") if isinstance(detector, dict) else None
+        if isinstance(backbone, dict) and backbone.get("weights"):
+            backbone["weights"] = _under(ckpt_root, backbone["weights"])
     return config
 
 

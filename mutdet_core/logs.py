@@ -10,12 +10,13 @@ from pathlib import Path
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def configure_logging(log_file=None, level=logging.INFO) -> logging.Logger:
-    """Log to stderr and, if given, to ``log_file`` (created with its parent folder)."""
+def configure_logging(log_file=None, level=logging.INFO, append: bool = False) -> logging.Logger:
+    """Log to stderr and, if given, to ``log_file`` (created with its parent folder; ``append`` keeps what
+    is already there, e.g. for the worker processes of a DDP launch)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
+        handlers.append(logging.FileHandler(log_file, mode="a" if append else "w"))
     logging.basicConfig(level=level, format=FORMAT, datefmt="%H:%M:%S", handlers=handlers, force=True)
     logging.captureWarnings(True)
     return logging.getLogger("mutdet")

@@ -157,3 +157,20 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     train(single, TinyCriterion(), loader, cfg, tmp_path / "single", "cpu")
     for key, value in single.state_dict().items():
         torch.testing.assert_close(value, ref[key], rtol=1e-5, atol=1e-6)
+
+
+def _rank_and_sum(value):
+    import torch
+
+    from mutdet_core.engine.distributed import all_reduce_sum, get_rank, get_world_size, init_distributed
+
+    init_distributed("cpu")
+    total = all_reduce_sum(torch.tensor(float(value + get_rank())))
+    return get_rank(), get_world_size(), float(total)
+
+
+def test_launch_spawns_a_process_group_and_returns_rank_zero():
+    from mutdet_core.engine.launch import launch
+
+    assert launch(_rank_and_sum, 3, 10) == (0, 3, 10 + 11 + 12)
+    assert launch(_rank_and_sum, 1, 10) == (0, 1, 10.0)  # no processes started: runs here

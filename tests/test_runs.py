@@ -327,3 +327,19 @@ def test_data_config_defaults_and_errors():
         DataConfig.from_dict({"flip_ratios": [0.5, 0.5, 0.5]}, "finetune")
     with pytest.raises(ValueError, match="unknown finetune data config keys \\['max_object'\\]"):
         DataConfig.from_dict({"max_object": 3}, "finetune")
+
+
+def test_finetune_in_two_ddp_processes_from_one_job(chain, tmp_path):
+    """What a rule with resources gpu=2 does in its single SLURM task: launch() starts two DDP processes
+    (gloo on CPU here), rank 0 writes the run folder and its result comes back."""
+    from mutdet_core.engine.launch import launch
+
+    out = tmp_path / "ddp"
+    checkpoints = launch(finetune_run, 2, chain["train"], out, TINY, dict(TRAIN, epochs=1), FT_DATA, device="cpu")
+    assert checkpoints == {1: out / "epoch_1.pth"} and checkpoints[1].is_file()
+    summary = json.loads((out / "finetune.json").read_text())
+    assert summary["world_size"] == 2
+    # each process took half of each global batch: fewer iterations than one process over the same data
+    single = finetune_run(chain["train"], tmp_path / "single", TINY, dict(TRAIN, epochs=1), FT_DATA, device="cpu")
+    assert single[1].is_file()
+    assert summary["iterations"] < json.loads((tmp_path / "single/finetune.json").read_text())["iterations"]

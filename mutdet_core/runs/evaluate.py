@@ -54,3 +54,36 @@ def evaluate_run(merged_dir, labels, class_names, convention: str = "dota", out_
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
+
+
+def evaluate_split_run(merged_dir, dataset_entry: dict, dataset_name: str, split: str, dataset_root=None,
+                       convention: str = "dota", out_json=None, out_md=None, out_csv=None,
+                       results_dir="results") -> dict:
+    """``evaluate_run`` against the labels of a configured dataset split (what rule ``evaluate`` calls).
+
+    Args:
+        dataset_entry: the dataset's config entry (``source``, ``classes``, ``root``, ...).
+        dataset_name, split: which split's labels (``datasets.splits.load_split``).
+        dataset_root: the dataset folder (the rule passes its input; default: from the entry).
+        convention, out_json, out_md, out_csv: as ``evaluate_run``.
+    Raises:
+        ValueError: an unlabelled split (DOTA test has no public labels: evaluate on the server instead).
+    """
+    from ..datasets.classes import get_class_list
+    from ..datasets.splits import load_split, resolve_classes
+
+    if dataset_entry.get("labelled", True) is False:
+        raise ValueError(f"dataset {dataset_name!r} split {split!r} has no labels (labelled: false); submit "
+                         f"{Path(merged_dir).parent / 'merged.zip'} to the evaluation server instead")
+    records = load_split(dataset_entry, dataset_name, split, results_dir, root=dataset_root)
+    if not records:
+        raise ValueError(f"dataset {dataset_name!r} split {split!r}: no labelled images to evaluate on")
+    classes = resolve_classes(dataset_entry.get("classes", "dota_v1"))
+    abbreviations = None
+    if isinstance(dataset_entry.get("classes"), str):
+        try:
+            abbreviations = get_class_list(dataset_entry["classes"]).abbreviations
+        except (KeyError, ValueError):
+            abbreviations = None
+    return evaluate_run(merged_dir, records, classes, convention, out_json, out_md, out_csv,
+                        abbreviations=abbreviations)

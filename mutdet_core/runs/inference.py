@@ -114,13 +114,16 @@ def predict_run(checkpoint, store, out_dir, detector_cfg: dict | None = None, da
     """
     out_dir = Path(out_dir)
     checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist (is its epoch in the fine-tuning run's "
+                                f"train.checkpoint_epochs?)")
     data = DataConfig.from_dict(data_cfg, "finetune")
     params = MergeParams(score_thr=score_thr, patch_nms_iou=patch_nms_iou, merge_nms_iou=merge_nms_iou,
                          naming="mmrotate")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     tiles = TileStore.open(store)
-    settings = {"checkpoint": f"{checkpoint.resolve()}:{checkpoint.stat().st_size if checkpoint.is_file() else -1}",
+    settings = {"checkpoint": f"{checkpoint.resolve()}:{checkpoint.stat().st_size}",
                 "store": str(tiles.attrs.get("fingerprint")), "resize": data.to_dict()["resize"],
                 "score_thr": score_thr, "patch_nms_iou": patch_nms_iou, "merge_nms_iou": merge_nms_iou,
                 "detector": detector_cfg}

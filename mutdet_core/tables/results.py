@@ -59,3 +59,51 @@ def read_results_csv(path) -> pd.DataFrame:
     frame = pd.read_csv(path)
     normalize_results(frame, what=str(path))
     return frame
+
+
+def small_scale_results(evaluations) -> pd.DataFrame:
+    """``our_results`` rows of a small-scale data-fraction study (the embedded default's Table 5 look-alike).
+
+    Args:
+        evaluations: iterable of ``(pretrain_method, fraction, seed, summary)``; ``summary`` is an
+            ``evaluate_detections`` dict or the path of its JSON.
+    Returns:
+        A frame with ``pretrain_method``, ``fraction``, ``seed``, ``metric`` (AP50, AP75, AP50:95), ``value`` (%).
+    """
+    rows = []
+    for method, fraction, seed, summary in evaluations:
+        if not isinstance(summary, dict):
+            path = Path(summary)
+            try:
+                summary = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as err:
+                raise ValueError(f"{path}: cannot read the evaluation summary: {err}") from None
+        if "mAP" not in summary:
+            raise ValueError(f"evaluation summary of {method} / {fraction} / seed {seed} has no 'mAP'")
+        for metric in SUMMARY_METRICS:
+            value = summary["mAP"].get(metric)
+            if value is not None:
+                rows.append({"pretrain_method": method, "fraction": float(fraction), "seed": int(seed),
+                             "metric": metric, "value": 100.0 * float(value)})
+    return pd.DataFrame(rows, columns=["pretrain_method", "fraction", "seed", "metric", "value"])
+
+
+def write_paper_table(number: int, cells, evaluations, out_md, out_csv) -> pd.DataFrame:
+    """Table ``number`` from our evaluation summaries, beside the paper's numbers (what rule ``table<n>`` runs).
+
+    Args:
+        cells: ``[run id, eval epoch, seed]`` per evaluation (``RunKey.run_id``, e.g.
+            ``mutdet.dota_train.resnet50.ars_detr.dior_r.f010.e36``).
+        evaluations: the evaluation JSON of each cell, same order.
+        out_md, out_csv: the paper-layout Markdown and the tidy CSV (``render.render_table``).
+    """
+    from .render import render_table
+    from .vocabulary import RunKey
+
+    cells, evaluations = list(cells), list(evaluations)
+    if len(cells) != len(evaluations):
+        raise ValueError(f"Table {number}: {len(cells)} cells but {len(evaluations)} evaluation files")
+    frames = [evaluation_rows(RunKey.from_run_id(run_id), int(epoch), path, seed=int(seed))
+              for (run_id, epoch, seed), path in zip(cells, evaluations)]
+    ours = pd.concat(frames, ignore_index=True) if frames else None
+    return render_table(number, ours, out_md, out_csv)
