@@ -13,10 +13,17 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/synthetic.smk"
 include: "rules/tiling.smk"
 include: "rules/pseudo_labels.smk"
+include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
+include: "rules/tables.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -1,5 +1,7 @@
-# Config validation (at DAG-building time, before any job runs) and the named input functions of all rules.
+# Config validation (at DAG-building time, before any job runs), the run matrix, and the named input
+# functions of all rules.
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -7,23 +9,69 @@ sys.path.insert(0, workflow.basedir)
 
 from mutdet_core.config import ConfigError, validate_config
 from mutdet_core.datasets.splits import check_dataset_layout, split_inputs
+from mutdet_core.runs import plan
 
 try:
     validate_config(config, source="the Snakemake config")
 except ConfigError as err:
     raise WorkflowError(str(err))
 
-_layout_problems = [p for name, entry in config["datasets"].items() for p in check_dataset_layout(entry, name)]
-if _layout_problems:
-    raise WorkflowError("dataset layout problems:\n  " + "\n  ".join(_layout_problems))
+
+def _stop_on(problems, what):
+    if problems:
+        raise WorkflowError(f"{what}:\n  " + "\n  ".join(problems))
+
 
 RESULTS = config["results_dir"]
 DATASETS = config["datasets"]
+# pre-training set name -> [(dataset, split)]; os.path.split is the plainest way to cut "dataset/split"
+PRETRAIN_SETS = {
+    name: [os.path.split(s) for s in splits]
+    for name, splits in config["pseudo_labels"]["pretrain_sets"].items()
+}
+_stop_on(
+    [
+        f"pseudo_labels.pretrain_sets.{name}: {d}/{s} is not a configured dataset split"
+        for name, splits in PRETRAIN_SETS.items()
+        for d, s in splits
+        if d not in DATASETS or s not in DATASETS[d]["splits"]
+    ],
+    "pre-training set problems",
+)
+_stop_on(plan.check_run_configs(config), "pre-training / fine-tuning config problems")
+_stop_on(
+    [p for name, entry in DATASETS.items() for p in check_dataset_layout(entry, name)],
+    "dataset layout problems",
+)
+_stop_on(plan.check_checkpoint_files(config), "missing checkpoint files")
+
+FINETUNE = config["finetune"]
+FINETUNE_RUNS = {run.path: run for run in plan.finetune_plans(config)}
+PRETRAIN_RUNS = {run.path: run for run in plan.pretrain_plans(config)}
+PRETRAIN_EPOCHS = plan.pretrain_epochs(config)
+# pseudo-labelled splits: those of the pre-training sets that some pre-training run uses
+USED_PRETRAIN_SETS = list(dict.fromkeys(run.pretrain_set for run in PRETRAIN_RUNS.values()))
+
+
+def _alternatives(names):
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or "NO_MATCH"
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS) or "NO_DATASET",
+    dataset=_alternatives(DATASETS),
     split="[A-Za-z0-9_-]+",
+    pretrain_set=_alternatives(PRETRAIN_SETS),
+    model=_alternatives(plan.model_names(config)),
+    method="[A-Za-z0-9_-]+",
+    init="none|[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
+    fraction="[0-9.]+",
+    epochs="[0-9]+",
+    seed="[0-9]+",
+    epoch="[0-9]+",
+
+
+# ------------------------------------------------------------------ tiles and pseudo-labels
 
 
 def tile_store_paths():
@@ -35,37 +83,17 @@ def tile_store_paths():
     ]
 
 
-# "dataset/split" names; os.path.split is the plainest way to cut them in two
-PRETRAIN_SPLITS = [os.path.split(s) for s in config["pseudo_labels"]["pretrain_splits"]]
-_unknown_pretrain = [f"{d}/{s}" for d, s in PRETRAIN_SPLITS if d not in DATASETS or s not in DATASETS[d]["splits"]]
-if _unknown_pretrain:
-    raise WorkflowError(f"pseudo_labels.pretrain_splits names unknown dataset splits: {_unknown_pretrain}")
-
-
-def get_pretrain_embeddings(wildcards):
-    """Embedding stores of the whole pre-training set (PCA and k-means are fitted on all of them)."""
-    return [f"{RESULTS}/pseudo_labels/{d}/{s}/embeddings.zarr" for d, s in PRETRAIN_SPLITS]
-
-
-def pseudo_label_outputs():
-    """Pseudo-label stores and their inspection folders for every pre-training split."""
-    out = []
-    for d, s in PRETRAIN_SPLITS:
-        out += [f"{RESULTS}/pseudo_labels/{d}/{s}/pseudo_labels.zarr", f"{RESULTS}/pseudo_labels/{d}/{s}/inspect"]
-    return out
-
-
-def get_final_outputs():
-    """Targets of `rule all`, extended stage by stage."""
-    return tile_store_paths() + pseudo_label_outputs()
+def raw_split_inputs(dataset, split):
+    """The raw files of one dataset split (the generated folder for synthetic data)."""
+    entry = DATASETS[dataset]
+    if entry["source"] == "synthetic":
+        return [f"{RESULTS}/data/{dataset}"]
+    return [str(p) for p in split_inputs(entry, dataset, split, RESULTS)]
 
 
 def get_tile_inputs(wildcards):
-    """The raw dataset a tile store is cut from (the generated folder for synthetic data)."""
-    entry = DATASETS[wildcards.dataset]
-    if entry["source"] == "synthetic":
-        return [f"{RESULTS}/data/{wildcards.dataset}"]
-    return [str(p) for p in split_inputs(entry, wildcards.dataset, wildcards.split, RESULTS)]
+    """The raw dataset a tile store is cut from."""
+    return raw_split_inputs(wildcards.dataset, wildcards.split)
 
 
 def get_dataset_entry(wildcards):
@@ -75,3 +103,164 @@ def get_dataset_entry(wildcards):
 def is_generated_dataset(wildcards):
     """True for datasets the pipeline generates (their root is the rule's input folder)."""
     return DATASETS[wildcards.dataset]["source"] == "synthetic"
+
+
+def get_set_embeddings(wildcards):
+    """Embedding stores of a whole pre-training set (PCA and k-means are fitted on all of them)."""
+    return [f"{RESULTS}/pseudo_labels/{d}/{s}/embeddings.zarr" for d, s in PRETRAIN_SETS[wildcards.pretrain_set]]
+
+
+def pseudo_label_outputs():
+    """Pseudo-label stores and their inspection folders, for every pre-training set some run uses (every
+    set when no run uses one, so pseudo-labels alone can be built and inspected)."""
+    out = []
+    for name in USED_PRETRAIN_SETS or PRETRAIN_SETS:
+        for d, s in PRETRAIN_SETS[name]:
+            base = f"{RESULTS}/pseudo_labels/{name}/{d}/{s}"
+            out += [f"{base}/pseudo_labels.zarr", f"{base}/inspect"]
+    return out
+
+
+# ------------------------------------------------------------------ pre-training
+
+
+def get_pretrain_run(wildcards):
+    path = f"{wildcards.pretrain_set}/{wildcards.model}/{wildcards.method}"
+    if path in PRETRAIN_RUNS:
+        return PRETRAIN_RUNS[path]
+    return plan.PretrainPlan(wildcards.method, wildcards.pretrain_set, wildcards.model)
+
+
+def get_pretrain_tile_stores(wildcards):
+    """Tile stores of the pre-training set, in the set's order."""
+    return [f"{RESULTS}/tiles/{d}/{s}.zarr" for d, s in PRETRAIN_SETS[wildcards.pretrain_set]]
+
+
+def get_pretrain_pseudo_labels(wildcards):
+    """Pseudo-label stores of the pre-training set, same order as get_pretrain_tile_stores."""
+    name = wildcards.pretrain_set
+    return [f"{RESULTS}/pseudo_labels/{name}/{d}/{s}/pseudo_labels.zarr" for d, s in PRETRAIN_SETS[name]]
+
+
+def get_method_config(wildcards):
+    return plan.method_config(config, wildcards.method)
+
+
+def get_pretrain_detector(wildcards):
+    return plan.pretrain_detector_config(config, wildcards.model)
+
+
+# ------------------------------------------------------------------ fine-tuning, prediction, evaluation
+
+
+def get_finetune_run(wildcards):
+    """The planned run of these wildcards (a run outside the plan: evaluated at its last epoch)."""
+    run = plan.FinetunePlan(
+        wildcards.dataset,
+        wildcards.model,
+        wildcards.init,
+        float(wildcards.fraction),
+        int(wildcards.epochs),
+        int(wildcards.seed),
+        (int(wildcards.epochs),),
+    )
+    return FINETUNE_RUNS.get(run.path, run)
+
+
+def get_finetune_train_store(wildcards):
+    split = FINETUNE["datasets"][wildcards.dataset].get("train", "train")
+    return f"{RESULTS}/tiles/{wildcards.dataset}/{split}.zarr"
+
+
+def get_finetune_test_store(wildcards):
+    return f"{RESULTS}/tiles/{wildcards.dataset}/{get_test_split(wildcards)}.zarr"
+
+
+def get_init_checkpoint(wildcards):
+    """The pre-training checkpoint a fine-tuning run starts from; none for init 'none'."""
+    pretrain = get_finetune_run(wildcards).pretrain
+    if pretrain is None:
+        return []
+    return [f"{RESULTS}/pretrain/{pretrain.path}/epoch_{PRETRAIN_EPOCHS}.pth"]
+
+
+def get_finetune_detector(wildcards):
+    return plan.detector_config(config, wildcards.model)
+
+
+def get_finetune_train_config(wildcards):
+    return plan.finetune_train_config(config, get_finetune_run(wildcards))
+
+
+def get_test_split(wildcards):
+    return FINETUNE["datasets"][wildcards.dataset].get("test", "test")
+
+
+def get_test_convention(wildcards):
+    return FINETUNE["datasets"][wildcards.dataset].get("convention", "dota")
+
+
+def get_test_labels(wildcards):
+    """The raw test split the evaluation reads its labels from."""
+    return raw_split_inputs(wildcards.dataset, get_test_split(wildcards))
+
+
+def evaluation_path(run, epoch):
+    return f"{RESULTS}/evaluate/{run.path}/epoch_{epoch}.json"
+
+
+def evaluation_paths():
+    """Evaluation summaries of every planned fine-tuning run, at its evaluation epochs."""
+    return [evaluation_path(run, e) for run in FINETUNE_RUNS.values() for e in run.eval_epochs]
+
+
+# ------------------------------------------------------------------ tables
+
+
+def table5_small_runs(dataset):
+    """The grid's runs on one fine-tuning dataset (the cells of its small-scale Table 5)."""
+    grid = plan.finetune_plans({**config, "tables": []})
+    return [run for run in grid if run.dataset == dataset]
+
+
+def get_table5_small_evaluations(wildcards):
+    return [evaluation_path(run, run.epochs) for run in table5_small_runs(wildcards.dataset)]
+
+
+def get_table5_small_cells(wildcards):
+    """[init, fraction, seed] of each file of get_table5_small_evaluations, same order."""
+    return [[run.init.split(".")[0], run.fraction, run.seed] for run in table5_small_runs(wildcards.dataset)]
+
+
+def paper_table_evaluations(number):
+    return [evaluation_path(run, epoch) for _, run, epoch in plan.table_cells(config, number)]
+
+
+def paper_table_cells(number):
+    """[paper run id, eval epoch, seed] of each file of paper_table_evaluations, same order."""
+    return [[run_id, epoch, run.seed] for run_id, run, epoch in plan.table_cells(config, number)]
+
+
+def table_outputs():
+    """The tables the default target writes (config `tables`)."""
+    out = []
+    for table in config["tables"]:
+        if table == "table5_small":
+            out += [f"{RESULTS}/tables/table5_small_{d}.md" for d in FINETUNE["datasets"] if table5_small_runs(d)]
+        else:
+            out.append(f"{RESULTS}/tables/{table}.md")
+    return out
+
+
+def get_training_runs(wildcards):
+    """The final checkpoint of every planned pre-training and fine-tuning run (their folders hold losses.csv)."""
+    pretrain = [f"{RESULTS}/pretrain/{path}/epoch_{PRETRAIN_EPOCHS}.pth" for path in PRETRAIN_RUNS]
+    finetune = [f"{RESULTS}/finetune/{path}/epoch_{run.epochs}.pth" for path, run in FINETUNE_RUNS.items()]
+    return pretrain + finetune
+
+
+def get_final_outputs():
+    """The default target: tiles, pseudo-labels (with their inspection pictures), every evaluation, the
+    tables and the loss curves."""
+    curves = [f"{RESULTS}/report/training_curves"] if FINETUNE_RUNS else []
+    return tile_store_paths() + pseudo_label_outputs() + evaluation_paths() + table_outputs() + curves

@@ -1,5 +1,6 @@
 # Pseudo-labels (SPEC 2.2-2.6): masks -> oriented boxes -> crop embeddings -> PCA + k-means -> classes.
-# Per pre-training split, except the clustering, which is fitted once on the whole pre-training set.
+# Masks, boxes and embeddings once per split; the clustering once per pre-training set (on all its splits),
+# then each split of the set is assigned to it: <set>/<dataset>/<split>/pseudo_labels.zarr.
 
 PL = f"{RESULTS}/pseudo_labels"
 
@@ -71,13 +72,13 @@ rule pseudo_embeddings:
 
 rule pseudo_clusters:
     input:
-        get_pretrain_embeddings,
+        get_set_embeddings,
     output:
-        directory(f"{PL}/clusters.zarr"),
+        directory(f"{PL}/{{pretrain_set}}/clusters.zarr"),
     log:
-        f"{RESULTS}/logs/pseudo_clusters.log",
+        f"{RESULTS}/logs/pseudo_clusters/{{pretrain_set}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/pseudo_clusters.tsv"
+        f"{RESULTS}/benchmarks/pseudo_clusters/{{pretrain_set}}.tsv"
     params:
         clustering=config["pseudo_labels"]["clustering"],
     threads: 2
@@ -93,13 +94,13 @@ rule pseudo_clusters:
 rule pseudo_assign:
     input:
         embeddings=f"{PL}/{{dataset}}/{{split}}/embeddings.zarr",
-        clusters=f"{PL}/clusters.zarr",
+        clusters=f"{PL}/{{pretrain_set}}/clusters.zarr",
     output:
-        directory(f"{PL}/{{dataset}}/{{split}}/pseudo_labels.zarr"),
+        directory(f"{PL}/{{pretrain_set}}/{{dataset}}/{{split}}/pseudo_labels.zarr"),
     log:
-        f"{RESULTS}/logs/pseudo_assign/{{dataset}}/{{split}}.log",
+        f"{RESULTS}/logs/pseudo_assign/{{pretrain_set}}/{{dataset}}/{{split}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/pseudo_assign/{{dataset}}/{{split}}.tsv"
+        f"{RESULTS}/benchmarks/pseudo_assign/{{pretrain_set}}/{{dataset}}/{{split}}.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -112,13 +113,19 @@ rule pseudo_assign:
 
 rule pseudo_inspect:
     input:
-        pseudo_labels=f"{PL}/{{dataset}}/{{split}}/pseudo_labels.zarr",
+        pseudo_labels=f"{PL}/{{pretrain_set}}/{{dataset}}/{{split}}/pseudo_labels.zarr",
     output:
-        directory(f"{PL}/{{dataset}}/{{split}}/inspect"),
+        report(
+            directory(f"{PL}/{{pretrain_set}}/{{dataset}}/{{split}}/inspect"),
+            patterns=["{picture}.png"],
+            caption="../report/pseudo_labels.rst",
+            category="Pseudo-labels",
+            subcategory="{pretrain_set}: {dataset}/{split}",
+        ),
     log:
-        f"{RESULTS}/logs/pseudo_inspect/{{dataset}}/{{split}}.log",
+        f"{RESULTS}/logs/pseudo_inspect/{{pretrain_set}}/{{dataset}}/{{split}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/pseudo_inspect/{{dataset}}/{{split}}.tsv"
+        f"{RESULTS}/benchmarks/pseudo_inspect/{{pretrain_set}}/{{dataset}}/{{split}}.tsv"
     params:
         inspect=config["pseudo_labels"]["inspect"],
     threads: 1

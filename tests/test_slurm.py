@@ -39,7 +39,7 @@ def test_workflow_runs_through_sbatch(slurm_cluster, repo_root, tmp_path):
         "synthetic": {"seed": 5, "images": {"train": 1}, "min_side": 520, "max_side": 700},
         "datasets": {"synthetic": {"source": "synthetic", "classes": "synthetic", "splits": ["train"]}},
         "pseudo_labels": {
-            "pretrain_splits": ["synthetic/train"],
+            "pretrain_sets": {"syn": ["synthetic/train"]},
             "masks": {"method": "classical", "device": "cpu", "classical": {"num_scales": 2, "max_masks": 40}},
             "embeddings": {"arch": "resnet18", "crop_size": 32, "input_size": 512, "batch_size": 64},
             "device": "cpu",
@@ -81,4 +81,4 @@ def test_workflow_runs_through_sbatch(slurm_cluster, repo_root, tmp_path):
     # the GPU rules asked SLURM for a (fake) GPU; CPU rules did not
     assert "gpu" in by_rule["rule_pseudo_masks"].get("TresPerJob", ""), by_rule["rule_pseudo_masks"]
     assert "gpu" not in by_rule["rule_tile"].get("TresPerJob", "")
-    assert (tmp_path / "results/pseudo_labels/synthetic/train/pseudo_labels.zarr").is_dir()
+    assert (tmp_path / "results/pseudo_labels/syn/synthetic/train/pseudo_labels.zarr").is_dir()

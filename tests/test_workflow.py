@@ -1,7 +1,9 @@
 """Real Snakemake runs of the workflow on tiny configs (the embedded synthetic data)."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +68,156 @@ def test_lint_is_clean(repo_root):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+# The whole chain on a few tiny images: pseudo-labels -> pre-training -> fine-tuning -> prediction ->
+# evaluation -> table. Small enough for CI; a real run of every rule, not a dry run.
+TINY_MODEL = {"variant": "ars_detr", "backbone": {"name": "tiny", "width": 8}, "d_model": 32, "n_heads": 2,
+              "ffn_dim": 64, "num_encoder_layers": 1, "num_decoder_layers": 1, "num_queries": 10,
+              "num_dn_queries": 4, "dropout": 0.0}
+TINY_TRAIN = {"epochs": 2, "batch_size": 2, "warmup_iters": 2, "num_workers": 0, "tensorboard": False,
+              "log_interval": 5}
+
+
+def tiny_chain_config(path: Path) -> Path:
+    return write_config(
+        path,
+        synthetic={"seed": 4, "images": {"train": 3, "test": 1}, "min_side": 400, "max_side": 700},
+        datasets={"synthetic": {"source": "synthetic", "classes": "synthetic", "splits": ["train", "test"]}},
+        pseudo_labels={
+            "pretrain_sets": {"syn": ["synthetic/train"]},
+            "masks": {"method": "classical", "device": "cpu", "classical": {"num_scales": 2, "max_masks": 30}},
+            "embeddings": {"arch": "resnet18", "crop_size": 32, "input_size": 256, "batch_size": 64},
+            "device": "cpu",
+            "clustering": {"pca_dim": 8, "num_clusters": 4, "too_few_boxes": "adapt"},
+            "inspect": {"num_tiles": 1, "num_clusters_shown": 2, "crops_per_cluster": 4},
+        },
+        models={"tiny": TINY_MODEL},
+        pretrain={"methods": {"mutdet": {"method": "mutdet"}}, "train": dict(TINY_TRAIN, epochs=1),
+                  "data": {"resize": 256, "max_objects": 20}},
+        finetune={"datasets": {"synthetic": {"train": "train", "test": "test"}}, "inits": ["none", "mutdet"],
+                  "fractions": [0.5, 1.0], "seeds": [1], "train": dict(TINY_TRAIN, checkpoint_epochs=[1]),
+                  "data": {"resize": 256}, "score_thr": 0.0},
+        tables=["table5_small"],
+    )
+
+
+def test_whole_chain_to_the_table(repo_root, tmp_path):
+    cfg = tiny_chain_config(tmp_path / "chain.yaml")
+    # two DDP processes per fine-tuning job (gloo on CPU), as a 2-GPU SLURM job would start them
+    run_snakemake(repo_root, tmp_path, cfg, "--set-resources", "finetune:gpu=2")
+    results = tmp_path / "results"
+    pretrained = results / "pretrain/syn/tiny/mutdet"
+    assert (pretrained / "epoch_1.pth").is_file() and (pretrained / "pretrain.json").is_file()
+    run = results / "finetune/synthetic/tiny/mutdet.syn/frac0.5/e2/seed1"
+    summary = json.loads((run / "finetune.json").read_text())
+    assert summary["init_checkpoint"] == "results/pretrain/syn/tiny/mutdet/epoch_1.pth"
+    assert set(summary["checkpoints"]) == {"1", "2"}  # checkpoint_epochs [1] and the last
+    assert summary["world_size"] == 2
+    assert "training 2 epochs" in (results / "logs/finetune/synthetic/tiny/mutdet.syn/frac0.5/e2/seed1.log").read_text()
+    assert (run / "transfer.json").is_file() and (run / "image_ids.txt").is_file()
+    # half of the 3 training images, whole images
+    assert len((run / "image_ids.txt").read_text().split()) in (1, 2)
+    assert not (results / "finetune/synthetic/tiny/none/frac0.5/e2/seed1/transfer.json").exists()
+    for init in ("none", "mutdet.syn"):
+        for frac in ("0.5", "1"):
+            evaluation = json.loads((results / f"evaluate/synthetic/tiny/{init}/frac{frac}/e2/seed1/epoch_2.json")
+                                    .read_text())
+            assert set(evaluation["mAP"]) >= {"AP50", "AP75", "AP50:95"}
+            assert evaluation["num_images"] == 1
+    merged = results / "predict/synthetic/tiny/none/frac1/e2/seed1/epoch_2"
+    assert (merged / "merged.zip").is_file() and any((merged / "merged").glob("Task1_*.txt"))
+    table = (results / "tables/table5_small_synthetic.md").read_text()
+    assert "MutDet" in table and "AP50 / 50%" in table and "AP50 / 100%" in table
+    tidy = (results / "tables/table5_small_synthetic.csv").read_text().splitlines()
+    assert tidy[0].startswith("method,fraction,metric,mean") and len(tidy) == 1 + 2 * 2 * 2
+    assert (results / "pseudo_labels/syn/synthetic/train/inspect").is_dir()
+    # every rule left a log and a benchmark
+    for rule in ("pretrain", "finetune", "predict", "evaluate", "pseudo_clusters", "tables"):
+        assert any((results / "logs" / rule).rglob("*.log")), rule
+        assert any((results / "benchmarks" / rule).rglob("*.tsv")), rule
+
+    again = run_snakemake(repo_root, tmp_path, cfg, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # one evaluation removed: exactly that job reruns, then the table (its consumer)
+    (results / "evaluate/synthetic/tiny/none/frac1/e2/seed1/epoch_2.json").unlink()
+    plan = run_snakemake(repo_root, tmp_path, cfg, "-n")
+    counts = job_counts(plan.stdout)
+    assert counts == {"evaluate": 1, "table5_small": 1, "all": 1, "total": 3}, counts
+
+
+def job_counts(dry_run_output: str) -> dict:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    lines = dry_run_output.split("Job stats:", 1)[1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        match = re.fullmatch(r"(\S+)\s+(\d+)", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    return counts
+
+
+def test_paper_config_plans_every_table(repo_root, tmp_path):
+    """`snakemake --profile slurm -n` on the paper config (data and checkpoints faked by empty folders and
+    files): every table's jobs are planned, as many per rule as the experiment matrix says."""
+    paper = yaml.safe_load((repo_root / "configs/paper.yaml").read_text())
+    data, checkpoints = tmp_path / "data", tmp_path / "checkpoints"
+    for name, entry in paper["datasets"].items():
+        for split in entry["splits"]:
+            (data / entry["root"] / split).mkdir(parents=True, exist_ok=True)
+    checkpoints.mkdir()
+    for weights in ("sam_vit_h_4b8939.pth", "resnet50-11ad3fa6.pth", "swin_tiny_patch4_window7_224.pth"):
+        (checkpoints / weights).write_bytes(b"")
+    paper.update(data_root=str(data), checkpoint_root=str(checkpoints))
+    cfg = tmp_path / "paper.yaml"
+    cfg.write_text(yaml.safe_dump(paper))
+    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "-n", "--directory", str(tmp_path),
+                           "--configfile", str(cfg)], cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+
+    from mutdet_core.tables import evaluations_for_tables, pretrain_runs_for_tables, runs_for_tables
+
+    tables = range(1, 10)
+    n_eval = sum(len(epochs) for epochs in evaluations_for_tables(tables).values())
+    assert counts["pretrain"] == len(pretrain_runs_for_tables(tables)) == 25
+    assert counts["finetune"] == len(runs_for_tables(tables)) == 73
+    assert counts["predict"] == counts["evaluate"] == n_eval
+    assert all(counts[f"table{n}"] == 1 for n in tables)
+    splits = sum(len(e["splits"]) for e in paper["datasets"].values())
+    assert counts["tile"] == splits
+    # masks/boxes/embeddings once per split (DOTA train is in both sets), clustering once per set
+    assert counts["pseudo_masks"] == counts["pseudo_embeddings"] == 4
+    assert counts["pseudo_clusters"] == 2 and counts["pseudo_assign"] == 5
+    assert "sbatch" not in proc.stdout
+
+
+def test_paper_profile_as_typed_reads_the_paper_config(repo_root):
+    """From the repository root, `snakemake --profile slurm` selects configs/paper.yaml: with its
+    placeholder paths it stops at DAG-building time naming the missing data, before any submission."""
+    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "-n"], cwd=repo_root, capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "/data/remote_sensing/DIOR-R" in out or "/data/remote_sensing" in out, out[-3000:]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"finetune": {"inits": ["none", "mutdett"]}}, "'mutdett' is neither 'none' nor a run in pretrain.methods"),
+    ({"pretrain": {"methods": {"mutdet": {"method": "mutdett"}}}}, "pretrain.methods.mutdet"),
+    ({"model": {"variant": "ars_detr", "backbone_name": "r50"}}, "unknown detector keys ['backbone_name']"),
+    ({"finetune": {"datasets": {"dior": {"train": "trainval"}}}}, "'dior' is not a configured dataset"),
+    ({"models": {"tiny": {"backbone": {"name": "resnet50", "weights": "/nowhere/r50.pth"}}}},
+     "/nowhere/r50.pth does not exist"),
+])
+def test_bad_run_config_stops_at_dag_time(repo_root, tmp_path, change, message):
+    cfg = yaml.safe_load(tiny_chain_config(tmp_path / "chain.yaml").read_text())
+    for key, value in change.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(cfg.get(key), dict) else value
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(repo_root, tmp_path, bad, "-n", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+    assert not (tmp_path / "results").exists()
