@@ -203,6 +203,21 @@ def test_paper_profile_as_typed_reads_the_paper_config(repo_root):
     assert "/data/remote_sensing/DIOR-R" in out or "/data/remote_sensing" in out, out[-3000:]
 
 
+def test_slurm_profile_settings_reach_the_jobs(repo_root):
+    """Nothing local overrides the cluster profile: its threads and GPU counts are what a job gets (a
+    profiles/default would be loaded as the workflow profile and cap every job at its `cores`)."""
+    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "--configfile", "config.yaml", "-n"], cwd=repo_root,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())
+    jobs = [block for block in out.split("\nrule ")[1:] if block.startswith("pretrain:")]
+    assert jobs, out[-3000:]
+    for block in jobs:
+        assert f"threads: {profile['set-threads']['pretrain']}\n" in block, block
+        assert f"gpu={profile['set-resources']['pretrain']['gpu']}" in block, block
+
+
 @pytest.mark.parametrize("change, message", [
     ({"finetune": {"inits": ["none", "mutdett"]}}, "'mutdett' is neither 'none' nor a run in pretrain.methods"),
     ({"pretrain": {"methods": {"mutdet": {"method": "mutdett"}}}}, "pretrain.methods.mutdet"),
