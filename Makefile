@@ -18,7 +18,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
+	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: setup
 	$(VENV)/bin/python -m pytest -q

@@ -3,6 +3,8 @@
 # One folder per run, <dataset>/<model>/<init>/frac<fraction>/e<epochs>/seed<seed>, under finetune/,
 # predict/ and evaluate/ (mutdet_core/runs/plan.py). The last checkpoint is the declared output; the
 # earlier ones the tables read (e.g. epochs 12 and 24 of a 36-epoch run) are written by the same run.
+# threads: 1 suits a laptop (a small model on CPU gains little from a second thread, and two jobs then run
+# side by side); profiles/slurm sets the cluster's counts.
 
 FT_RUN = "{dataset}/{model}/{init}/frac{fraction}/e{epochs}/seed{seed}"
 
@@ -22,7 +24,7 @@ rule finetune:
         train=get_finetune_train_config,
         data=config["finetune"]["data"],
         fraction_seed=config["finetune"]["fraction_seed"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=32000,
@@ -47,7 +49,7 @@ rule predict:
         epoch="{epoch}",
         data=config["finetune"]["data"],
         score_thr=config["finetune"]["score_thr"],
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
         mem_mb=16000,

@@ -21,7 +21,8 @@ rule pretrain:
         detector=get_pretrain_detector,
         train=config["pretrain"]["train"],
         data=config["pretrain"]["data"],
-    threads: 2
+    priority: 10
+    threads: 1
     resources:
         gpu=1,
         mem_mb=32000,

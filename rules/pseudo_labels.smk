@@ -1,6 +1,8 @@
 # Pseudo-labels (SPEC 2.2-2.6): masks -> oriented boxes -> crop embeddings -> PCA + k-means -> classes.
 # Masks, boxes and embeddings once per split; the clustering once per pre-training set (on all its splits),
 # then each split of the set is assigned to it: <set>/<dataset>/<split>/pseudo_labels.zarr.
+# priority: the chain to pre-training is the critical path; on a few cores, fine-tuning runs that need no
+# pre-training wait behind it instead of delaying every pre-trained run.
 
 PL = f"{RESULTS}/pseudo_labels"
 
@@ -16,6 +18,7 @@ rule pseudo_masks:
         f"{RESULTS}/benchmarks/pseudo_masks/{{dataset}}/{{split}}.tsv"
     params:
         masks=config["pseudo_labels"]["masks"],
+    priority: 10
     threads: 2
     resources:
         mem_mb=16000,
@@ -37,6 +40,7 @@ rule pseudo_boxes:
         f"{RESULTS}/benchmarks/pseudo_boxes/{{dataset}}/{{split}}.tsv"
     params:
         max_boxes=config["pseudo_labels"]["max_boxes"],
+    priority: 10
     threads: 1
     resources:
         mem_mb=4000,
@@ -60,6 +64,7 @@ rule pseudo_embeddings:
     params:
         embeddings=config["pseudo_labels"]["embeddings"],
         device=config["pseudo_labels"]["device"],
+    priority: 10
     threads: 2
     resources:
         mem_mb=16000,
@@ -81,6 +86,7 @@ rule pseudo_clusters:
         f"{RESULTS}/benchmarks/pseudo_clusters/{{pretrain_set}}.tsv"
     params:
         clustering=config["pseudo_labels"]["clustering"],
+    priority: 10
     threads: 2
     resources:
         mem_mb=32000,
@@ -101,6 +107,7 @@ rule pseudo_assign:
         f"{RESULTS}/logs/pseudo_assign/{{pretrain_set}}/{{dataset}}/{{split}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/pseudo_assign/{{pretrain_set}}/{{dataset}}/{{split}}.tsv"
+    priority: 10
     threads: 1
     resources:
         mem_mb=8000,

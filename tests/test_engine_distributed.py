@@ -174,3 +174,19 @@ def test_launch_spawns_a_process_group_and_returns_rank_zero():
 
     assert launch(_rank_and_sum, 3, 10) == (0, 3, 10 + 11 + 12)
     assert launch(_rank_and_sum, 1, 10) == (0, 1, 10.0)  # no processes started: runs here
+
+
+def _threads_of_this_process():
+    return torch.get_num_threads()
+
+
+def test_launch_shares_the_jobs_threads_among_its_processes():
+    from mutdet_core.engine.launch import launch
+
+    before = torch.get_num_threads()
+    try:
+        assert launch(_threads_of_this_process, 2, threads=4) == 2  # rank 0 of 2 gets half of 4
+        assert launch(_threads_of_this_process, 2, threads=1) == 1  # never fewer than one
+        assert launch(_threads_of_this_process, 1, threads=1) == 1  # in this process
+    finally:
+        torch.set_num_threads(before)

@@ -12,6 +12,6 @@ if __name__ == "__main__":
     run_dir = Path(sm.output[0]).parent
     with stage(f"finetune {run_dir}", sm.log[0]):
         launch(finetune_run, sm.resources.get("gpu", 1), sm.input.train, run_dir, log_file=sm.log[0],
-               detector_cfg=sm.params.detector, train_cfg=sm.params.train, data_cfg=sm.params.data,
+               threads=sm.threads, detector_cfg=sm.params.detector, train_cfg=sm.params.train, data_cfg=sm.params.data,
                fraction=float(sm.wildcards.fraction), fraction_seed=sm.params.fraction_seed,
                init_checkpoint=sm.input.init[0] if sm.input.init else None)

@@ -8,4 +8,5 @@ from mutdet_core.runs import predict_run
 sm = snakemake  # noqa: F821 - injected by Snakemake
 checkpoint = Path(sm.input.last_checkpoint).with_name(f"epoch_{sm.params.epoch}.pth")
 with stage(f"predict {checkpoint}", sm.log[0]):
-    predict_run(checkpoint, sm.input.tiles, sm.output[0], data_cfg=sm.params.data, score_thr=sm.params.score_thr)
+    predict_run(checkpoint, sm.input.tiles, sm.output[0], data_cfg=sm.params.data, score_thr=sm.params.score_thr,
+                threads=sm.threads)

@@ -12,5 +12,5 @@ if __name__ == "__main__":
     run_dir = Path(sm.output[0]).parent
     with stage(f"pretrain {run_dir}", sm.log[0]):
         launch(pretrain_run, sm.resources.get("gpu", 1), list(sm.input.tiles), list(sm.input.pseudo_labels),
-               sm.input.clusters, run_dir, log_file=sm.log[0], method_cfg=sm.params.method,
+               sm.input.clusters, run_dir, log_file=sm.log[0], threads=sm.threads, method_cfg=sm.params.method,
                detector_cfg=sm.params.detector, train_cfg=sm.params.train, data_cfg=sm.params.data)

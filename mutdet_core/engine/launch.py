@@ -7,6 +7,10 @@ for (``resources: gpu``). ``launch(fn, nprocs, ...)`` turns that task into a sin
 (``init_distributed`` reads those variables). Rank 0's return value is returned; a failing rank fails
 the launch with its traceback. Under an existing multi-process launch (torchrun, or srun with several
 tasks) and for ``nprocs <= 1`` it simply calls ``fn`` in this process.
+
+``threads`` (the job's CPU count, Snakemake's ``threads``) is shared out: each process runs PyTorch with
+``max(1, threads // nprocs)`` intra-op threads, so two jobs side by side on a small machine, or four ranks
+in one job, do not each start one thread per core of the node and oversubscribe it.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import logging
 import os
 import socket
 
+import torch
 import torch.multiprocessing as mp
 
 from ..logs import configure_logging
@@ -27,7 +32,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(local_rank: int, nprocs: int, port: int, log_file, fn, args, kwargs, results) -> None:
+def _worker(local_rank: int, nprocs: int, port: int, log_file, threads, fn, args, kwargs, results) -> None:
+    _share_threads(threads, nprocs)
     os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(nprocs),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     # spawned processes start without logging set up: rank 0 continues the job's log, the others warn only
@@ -41,15 +47,22 @@ def _worker(local_rank: int, nprocs: int, port: int, log_file, fn, args, kwargs,
         results.put(value)
 
 
-def launch(fn, nprocs: int, *args, log_file=None, **kwargs):
+def _share_threads(threads: int | None, nprocs: int) -> None:
+    if threads:
+        torch.set_num_threads(max(1, int(threads) // max(1, nprocs)))
+
+
+def launch(fn, nprocs: int, *args, log_file=None, threads: int | None = None, **kwargs):
     """``fn(*args, **kwargs)`` in ``nprocs`` DDP processes on this node (module docstring); returns rank 0's
     result. ``fn`` must be importable (a module-level function), as must its arguments. ``log_file``: the
-    job's log, which rank 0 appends to."""
+    job's log, which rank 0 appends to; ``threads``: the job's CPUs, shared among the processes (None:
+    PyTorch's default, one per core)."""
     nprocs = int(nprocs or 1)
     if nprocs <= 1 or detect_launch().distributed:
+        _share_threads(threads, 1)
         return fn(*args, **kwargs)
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
-    mp.start_processes(_worker, args=(nprocs, free_port(), log_file, fn, args, kwargs, results), nprocs=nprocs,
+    mp.start_processes(_worker, args=(nprocs, free_port(), log_file, threads, fn, args, kwargs, results), nprocs=nprocs,
                        join=True, start_method="spawn")
     return results.get()

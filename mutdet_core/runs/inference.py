@@ -97,7 +97,8 @@ def predict_tiles(model, postprocess, dataset, classes, device, batch_size: int 
 
 def predict_run(checkpoint, store, out_dir, detector_cfg: dict | None = None, data_cfg: dict | None = None,
                 score_thr: float = 0.05, patch_nms_iou: float = 0.5, merge_nms_iou: float = 0.1,
-                batch_size: int = 4, num_workers: int = 0, device: str = "auto") -> dict:
+                batch_size: int = 4, num_workers: int = 0, device: str = "auto",
+                threads: int | None = None) -> dict:
     """Detect on every tile of ``store``, merge to full images; returns the ``predict.json`` summary.
 
     Args:
@@ -109,6 +110,7 @@ def predict_run(checkpoint, store, out_dir, detector_cfg: dict | None = None, da
         score_thr, patch_nms_iou, merge_nms_iou: the merge settings (SPEC 5: 0.05, 0.5, 0.1).
         batch_size, num_workers: inference batching.
         device: 'auto', 'cpu', 'cuda'. One process (run it on one GPU).
+        threads: PyTorch intra-op threads (the job's CPUs); None keeps PyTorch's default (one per core).
     Returns:
         dict with ``merged_dir``, ``tiles_dir``, ``zip``, ``num_tile_dets`` / ``num_merged`` per class, ...
     """
@@ -122,6 +124,8 @@ def predict_run(checkpoint, store, out_dir, detector_cfg: dict | None = None, da
                          naming="mmrotate")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if threads:
+        torch.set_num_threads(int(threads))
     tiles = TileStore.open(store)
     settings = {"checkpoint": f"{checkpoint.resolve()}:{checkpoint.stat().st_size}",
                 "store": str(tiles.attrs.get("fingerprint")), "resize": data.to_dict()["resize"],
