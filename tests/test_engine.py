@@ -337,6 +337,25 @@ def test_resume_after_crash_matches_uninterrupted_run(tmp_path):
     assert result_c["iteration"] == 18 and result_c["resumed_from"] == 18
 
 
+def test_rerun_after_snakemake_deleted_the_epoch_checkpoints(tmp_path):
+    """Snakemake deletes a job's outputs before rerunning it: the final epoch's checkpoint is rewritten
+    from last.pth; a lost earlier one cannot be, so the run trains again and ends with the same weights."""
+    cfg = small_cfg()
+    reference, _ = run(tmp_path / "a", cfg)
+    (tmp_path / "a" / "epoch_3.pth").unlink()
+    _, result = run(tmp_path / "a", cfg)
+    assert result["resumed_from"] == 18  # nothing trained again
+    final = load_checkpoint(tmp_path / "a" / "epoch_3.pth")
+    assert all(torch.equal(final["model"][k], v) for k, v in reference.state_dict().items())
+    assert "optimizer" not in final
+
+    (tmp_path / "a" / "epoch_2.pth").unlink()
+    again, result = run(tmp_path / "a", cfg)
+    assert result["resumed_from"] is None and result["iteration"] == 18
+    assert_same_weights(reference, again)
+    assert (tmp_path / "a" / "epoch_2.pth").is_file()
+
+
 def test_mid_epoch_resume_with_detector_like_outputs(tmp_path):
     """Rolling last.pth every 2 iterations, killed in the middle of epoch 2, with a DETR-like model."""
     cfg = small_cfg(epochs=2, checkpoint_every_iters=2, checkpoint_epochs=[])

@@ -171,11 +171,21 @@ def train(model: nn.Module, criterion: nn.Module, train_loader, cfg: TrainConfig
 
     epoch, iteration, resumed_from = 0, 0, None
     last_path = out_dir / LAST
+    state = None
     if cfg.resume and last_path.is_file():
         # On CPU first: the RNG states must stay CPU tensors; load_state_dict copies weights and optimizer
         # moments onto the parameters' device.
         state = load_checkpoint(last_path, map_location="cpu")
         _check_resume_config(state.get("config", {}), cfg, last_path)
+        # Snakemake deletes a job's outputs before rerunning it (e.g. after a code change): an epoch
+        # checkpoint older than last.pth cannot be recovered from it, so such a run starts again.
+        lost = [e for e in cfg.save_epochs
+                if e < int(state["epoch"]) and not (out_dir / epoch_checkpoint_name(e)).is_file()]
+        if lost:
+            log.warning("%s is at epoch %d but %s are gone: training again from the start", last_path,
+                        int(state["epoch"]), ", ".join(epoch_checkpoint_name(e) for e in lost))
+            state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state.get("criterion", {}))
         optimizer.load_state_dict(state["optimizer"])
@@ -190,6 +200,12 @@ def train(model: nn.Module, criterion: nn.Module, train_loader, cfg: TrainConfig
     else:
         seed_everything(cfg.seed + info.rank)
     done = {e: out_dir / epoch_checkpoint_name(e) for e in cfg.save_epochs if e <= epoch}
+    if epoch in done and not done[epoch].is_file() and info.is_main:
+        # the checkpoint of the epoch last.pth holds was deleted: it is last.pth's model, rewrite it
+        keep = ("model", "criterion", "epoch", "iteration", "config", "meta")
+        atomic_save(state if cfg.full_state_in_epoch_checkpoints else {k: state[k] for k in keep if k in state},
+                    done[epoch])
+        log.info("rewrote %s from %s", done[epoch], last_path)
     if epoch >= cfg.epochs:
         log.info("%s: training already finished (%d epochs), nothing to do", out_dir, epoch)
         return _result(epoch, iteration, last_path, done, resumed_from)
