@@ -158,6 +158,17 @@ def job_counts(dry_run_output: str) -> dict:
     return counts
 
 
+def test_mini_config_plans_the_small_scale_reproduction(repo_root, tmp_path):
+    """configs/mini.yaml (README, issue 8): 2 pre-training runs, 3 inits x 2 fractions x 3 seeds."""
+    proc = subprocess.run([SNAKEMAKE, "-n", "--directory", str(tmp_path), "--configfile",
+                           str(repo_root / "configs/mini.yaml")], cwd=repo_root, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert {k: counts.get(k) for k in ("pretrain", "finetune", "predict", "evaluate", "table5_small")} == {
+        "pretrain": 2, "finetune": 18, "predict": 18, "evaluate": 18, "table5_small": 1}
+
+
 def test_paper_config_plans_every_table(repo_root, tmp_path):
     """`snakemake --profile slurm -n` on the paper config (data and checkpoints faked by empty folders and
     files): every table's jobs are planned, as many per rule as the experiment matrix says."""
