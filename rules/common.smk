@@ -47,6 +47,7 @@ _stop_on(plan.check_checkpoint_files(config), "missing checkpoint files")
 
 FINETUNE = config["finetune"]
 FINETUNE_RUNS = {run.path: run for run in plan.finetune_plans(config)}
+GRID_RUNS = plan.grid_plans(config)
 PRETRAIN_RUNS = {run.path: run for run in plan.pretrain_plans(config)}
 PRETRAIN_EPOCHS = plan.pretrain_epochs(config)
 # pseudo-labelled splits: those of the pre-training sets that some pre-training run uses
@@ -219,8 +220,7 @@ def evaluation_paths():
 
 def table5_small_runs(dataset):
     """The grid's runs on one fine-tuning dataset (the cells of its small-scale Table 5)."""
-    grid = plan.finetune_plans({**config, "tables": []})
-    return [run for run in grid if run.dataset == dataset]
+    return [run for run in GRID_RUNS if run.dataset == dataset]
 
 
 def get_table5_small_evaluations(wildcards):

@@ -143,7 +143,9 @@ def pretrain_set_names(config: dict) -> list[str]:
     return list(config["pseudo_labels"]["pretrain_sets"])
 
 
-def _grid_runs(config: dict) -> list[FinetunePlan]:
+def grid_plans(config: dict) -> list[FinetunePlan]:
+    """The fine-tuning grid (finetune datasets x models x inits x fractions x seeds), without the tables'
+    runs: the cells of each dataset's small-scale Table 5."""
     ft = config["finetune"]
     train = TrainConfig.from_dict(ft["train"])
     epochs, eval_epochs = train.epochs, tuple(sorted(set(train.checkpoint_epochs) | {train.epochs}))
@@ -185,7 +187,7 @@ def finetune_plans(config: dict) -> list[FinetunePlan]:
     """Every fine-tuning run, grid first then the tables' (first-use order); a run asked for twice is
     planned once, evaluated at the union of its evaluation epochs."""
     merged: dict = {}
-    for run in _grid_runs(config) + _table_runs(config):
+    for run in grid_plans(config) + _table_runs(config):
         if run in merged:
             epochs = tuple(sorted(set(merged[run].eval_epochs) | set(run.eval_epochs)))
             run = FinetunePlan(run.dataset, run.model, run.init, run.fraction, run.epochs, run.seed, epochs)

@@ -17,6 +17,17 @@ from .render import normalize_results
 from .vocabulary import RESULT_COLUMNS, SUMMARY_METRICS, RunKey
 
 
+def read_summary(summary: dict | str | Path) -> dict:
+    """An ``evaluate_detections`` dict as given, or read from its JSON file (errors name the file)."""
+    if isinstance(summary, dict):
+        return summary
+    path = Path(summary)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the evaluation summary: {err}") from None
+
+
 def evaluation_rows(run: RunKey, eval_epoch: int, result: dict | str | Path, seed: int | None = None) -> pd.DataFrame:
     """``our_results`` rows of one evaluated checkpoint.
 
@@ -31,12 +42,7 @@ def evaluation_rows(run: RunKey, eval_epoch: int, result: dict | str | Path, see
         A frame with ``RESULT_COLUMNS`` (+ ``seed``): AP50/AP75/AP50:95 where computed, and each class's AP50
         under its abbreviation when the dataset's class list has abbreviations (DIOR-R, DOTA-v1.0). Values in %.
     """
-    if not isinstance(result, dict):
-        path = Path(result)
-        try:
-            result = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: cannot read the evaluation summary: {err}") from None
+    result = read_summary(result)
     if "mAP" not in result or "per_class" not in result:
         raise ValueError("evaluation summary has no 'mAP' / 'per_class' (expected evaluate_detections' dict)")
     values = {m: result["mAP"].get(m) for m in SUMMARY_METRICS}
@@ -72,12 +78,7 @@ def small_scale_results(evaluations) -> pd.DataFrame:
     """
     rows = []
     for method, fraction, seed, summary in evaluations:
-        if not isinstance(summary, dict):
-            path = Path(summary)
-            try:
-                summary = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as err:
-                raise ValueError(f"{path}: cannot read the evaluation summary: {err}") from None
+        summary = read_summary(summary)
         if "mAP" not in summary:
             raise ValueError(f"evaluation summary of {method} / {fraction} / seed {seed} has no 'mAP'")
         for metric in SUMMARY_METRICS:
