@@ -10,6 +10,7 @@ sys.path.insert(0, workflow.basedir)
 from mutdet_core.config import ConfigError, validate_config
 from mutdet_core.datasets.splits import check_dataset_layout, split_inputs
 from mutdet_core.runs import plan
+from mutdet_core.synthetic.stage import check_synthetic_classes
 
 try:
     validate_config(config, source="the Snakemake config")
@@ -39,6 +40,7 @@ _stop_on(
     "pre-training set problems",
 )
 _stop_on(plan.check_run_configs(config), "pre-training / fine-tuning config problems")
+_stop_on(check_synthetic_classes(config), "synthetic dataset problems")
 _stop_on(
     [p for name, entry in DATASETS.items() for p in check_dataset_layout(entry, name)],
     "dataset layout problems",

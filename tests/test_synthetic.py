@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import shapely
 
+from mutdet_core.config import ConfigError, validate_config
 from mutdet_core.datasets import DOTA_V1, read_dota_folder, read_dota_txt
 from mutdet_core.synthetic import (SYNTHETIC_CLASSES, THEMES, draw_scene_grid, generate_scene,
                                    generate_synthetic_dataset)
@@ -16,6 +17,7 @@ from mutdet_core.synthetic.dataset import image_rng, image_shape
 from mutdet_core.synthetic.layout import SceneObject
 from mutdet_core.synthetic.objects import draw_sprite
 from mutdet_core.synthetic.sprite import rasterize
+from mutdet_core.synthetic.stage import check_synthetic_classes, generate_from_config
 
 SMALL = {"train": 2, "val": 1}
 
@@ -136,6 +138,25 @@ def test_class_subset_and_bad_arguments(tmp_path):
         generate_synthetic_dataset(tmp_path, splits={"train": 1}, image_size=(900, 800))
     with pytest.raises(ValueError, match="split name"):
         generate_synthetic_dataset(tmp_path, splits={"tr/ain": 1})
+
+
+def test_config_classes_and_gsd_reach_the_generator_and_datasets_must_match(tmp_path):
+    cfg = validate_config({"synthetic": {"seed": 1, "images": {"train": 2}, "min_side": 400, "max_side": 480,
+                                         "classes": ["ship", "storage-tank"], "gsd_range": [0.1, 0.2]}})
+    summary = generate_from_config(cfg["synthetic"], tmp_path)
+    assert summary["classes"] == ["ship", "storage-tank"] and summary["gsd_range"] == [0.1, 0.2]
+    assert all(0.1 <= f["gsd"] <= 0.2 for f in summary["splits"]["train"]["files"])
+    recs = read_dota_folder(tmp_path / "train/images", tmp_path / "train/labelTxt")
+    assert {c for r in recs for c in r.classes} <= {"ship", "storage-tank"}
+    # the default dataset lists all eight classes: a subset generated under it is a config error
+    problems = check_synthetic_classes(cfg)
+    assert len(problems) == 1 and "datasets.synthetic.classes" in problems[0] and "storage-tank" in problems[0]
+    cfg["datasets"]["synthetic"]["classes"] = ["ship", "storage-tank"]
+    assert check_synthetic_classes(cfg) == []
+    cfg["synthetic"]["gsd_range"] = [0.3, 0.1]
+    assert "synthetic.gsd_range" in check_synthetic_classes(cfg)[0]
+    with pytest.raises(ConfigError, match="harbour"):
+        validate_config({"synthetic": {"classes": ["harbour"]}})
 
 
 # ---------------------------------------------------------------------------------- label geometry
