@@ -145,6 +145,19 @@ def test_whole_chain_to_the_table(repo_root, tmp_path):
     counts = job_counts(plan.stdout)
     assert counts == {"evaluate": 1, "table5_small": 1, "all": 1, "total": 3}, counts
 
+    # a changed pre-training setting: Snakemake reruns the pre-training and a fine-tuning run started from it;
+    # both replace their stale run folders (saying so) instead of refusing to mix two runs
+    changed = yaml.safe_load(cfg.read_text())
+    changed["pretrain"]["train"]["lr"] = 5e-5
+    cfg_changed = tmp_path / "chain_changed.yaml"
+    cfg_changed.write_text(yaml.safe_dump(changed))
+    old_pretrain = json.loads((pretrained / "pretrain.json").read_text())
+    run_snakemake(repo_root, tmp_path, cfg_changed, str(run.relative_to(tmp_path) / "epoch_2.pth"))
+    for log in (results / "logs/pretrain/syn/tiny/mutdet.log",
+                results / "logs/finetune/synthetic/tiny/mutdet.syn/frac0.5/e2/seed1.log"):
+        assert "removing it and starting afresh" in log.read_text(), log
+    assert json.loads((pretrained / "pretrain.json").read_text()) != old_pretrain
+
 
 def job_counts(dry_run_output: str) -> dict:
     """The 'Job stats' table of a dry run as {rule: count}."""

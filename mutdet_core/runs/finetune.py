@@ -29,7 +29,8 @@ from ..models.detector import build_detector
 from ..pretraining import load_pretraining_checkpoint
 from ..pretraining.transfer import read_checkpoint
 from ..tiling.store import TileStore
-from .record import finished_summary, fingerprint, log_done, loss_summary, run_identity, start_run, write_json
+from .record import (file_digest, finished_summary, fingerprint, log_done, loss_summary, run_identity, start_run,
+                     write_json)
 from .settings import DataConfig, resolve_device, with_num_classes
 
 log = logging.getLogger("mutdet.runs.finetune")
@@ -97,7 +98,7 @@ def finetune_run(train_store, out_dir, detector_cfg: dict | None = None, train_c
         recorded = checkpoint_detector_config(init)  # reads the file: a missing or foreign one fails here
         check_same_variant(init, recorded, detector)
     inputs = {"train_store": str(store.attrs.get("fingerprint")), "image_ids": image_ids,
-              "init_checkpoint": None if init is None else f"{init.resolve()}:{init.stat().st_size}"}
+              "init_checkpoint": None if init is None else f"{init.resolve()}:{file_digest(init)}"}
     identity = run_identity("finetune", {"detector": detector, "data": data.to_dict(), "fraction": fraction,
                                          "fraction_seed": int(fraction_seed), "classes": classes}, inputs, cfg)
     info, dev = init_distributed(resolve_device(device))

@@ -31,7 +31,7 @@ from ..evaluation.merge import MergeParams, merge_task1_folder
 from ..models.detector import build_detector
 from ..tiling.store import TileStore
 from .finetune import check_same_variant
-from .record import read_json, write_json
+from .record import file_digest, read_json, write_json
 from .settings import DataConfig, resolve_device, with_num_classes
 
 log = logging.getLogger("mutdet.runs.predict")
@@ -127,7 +127,7 @@ def predict_run(checkpoint, store, out_dir, detector_cfg: dict | None = None, da
     if threads:
         torch.set_num_threads(int(threads))
     tiles = TileStore.open(store)
-    settings = {"checkpoint": f"{checkpoint.resolve()}:{checkpoint.stat().st_size}",
+    settings = {"checkpoint": f"{checkpoint.resolve()}:{file_digest(checkpoint)}",
                 "store": str(tiles.attrs.get("fingerprint")), "resize": data.to_dict()["resize"],
                 "score_thr": score_thr, "patch_nms_iou": patch_nms_iou, "merge_nms_iou": merge_nms_iou,
                 "detector": detector_cfg}

@@ -45,6 +45,14 @@ def run_identity(kind: str, configs: dict, inputs: dict, train_cfg: TrainConfig)
                                  sort_keys=True, default=str))
 
 
+def file_digest(path) -> str:
+    """First 16 hex digits of the SHA-256 of a file's bytes: the identity of a checkpoint a run reads. Its
+    path and size are not enough: a rerun pre-training writes a new checkpoint of the same size to the
+    same path (about 1 s per 500 MB)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
 def fingerprint(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
