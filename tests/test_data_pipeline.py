@@ -221,7 +221,11 @@ def test_dataset_drops_small_boxes_and_empty_tiles():
     np.testing.assert_allclose(sample["obbs"], [[20, 20, 12, 6, 0.2], [30, 10, 10, 3, -1.0]], atol=1e-4)
     assert sample["image"].shape == (3, 64, 64)
     assert len(TileDetectionDataset(store, filter_empty=False)) == 4
-    assert len(TileDetectionDataset(store, max_objects=1)[0]["labels"]) == 1
+    capped = TileDetectionDataset(store, max_objects=1)
+    assert len(capped[0]["labels"]) == 1
+    # img1 has 2 valid boxes, img3 one: the cap drops one (counted, so pre-training can say so)
+    assert (capped.num_valid_objects, capped.num_dropped_objects) == (3, 1)
+    assert (ds.num_valid_objects, ds.num_dropped_objects) == (3, 0)
     assert TileDetectionDataset(store, image_ids=["img3"]).image_ids == ["img3"]
     with pytest.raises(ValueError, match="not in the store"):
         TileDetectionDataset(store, image_ids=["img9"])

@@ -4,6 +4,7 @@ and pseudo-labelled with the classical proposals and a random ResNet-18 (tiny de
 from __future__ import annotations
 
 import json
+import logging
 import math
 import zipfile
 from pathlib import Path
@@ -80,14 +81,18 @@ def pretrained(chain, tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------- pre-training data
-def test_pretraining_dataset_serves_boxes_classes_and_embeddings_of_the_pseudo_labels(chain):
+def test_pretraining_dataset_serves_boxes_classes_and_embeddings_of_the_pseudo_labels(chain, caplog):
     tiles = PseudoLabelledTiles([chain["train"]], [chain["pseudo_labels"]], chain["clusters"])
     labels = open_pseudo_labels(chain["pseudo_labels"])
     rbox = open_boxes(labels.attrs["inputs"]["boxes"]["path"]).read_all("rbox")
     assert len(tiles) == len(TileStore.open(chain["train"])) and tiles.embedding_dim == 256
     assert tiles.attrs["classes"] == [f"cluster_{k + 1}" for k in range(tiles.num_classes)]
     data = DataConfig.from_dict({"resize": 256, "flip_ratios": [0, 0, 0], "max_objects": 5}, "pretrain")
-    dataset = build_pretraining_dataset(tiles, data)
+    with caplog.at_level(logging.WARNING, logger="mutdet_core.runs.pseudo_dataset"):
+        dataset = build_pretraining_dataset(tiles, data)
+    # the cap drops boxes here, and the log says how many of the pseudo-labels pre-training never sees
+    assert dataset.num_dropped_objects > 0
+    assert f"max_objects 5 drops {dataset.num_dropped_objects} of {dataset.num_valid_objects}" in caplog.text
     sample = dataset[(0, 123)]
     i = int(dataset.tile_indices[0])
     rows = labels.rows(i)

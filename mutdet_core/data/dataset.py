@@ -84,11 +84,14 @@ class TileDetectionDataset(Dataset):
         self._obbs, self._keep, self._labels, self._difficulty = {}, {}, {}, {}
         selected = []
         self.has_embeddings = False
+        # valid objects (after the size filter) and how many of them max_objects cut, over selected tiles
+        self.num_valid_objects, self.num_dropped_objects = 0, 0
         for i in tiles.tolist():
             objects = store.read_objects(i)
             self.has_embeddings |= "embeddings" in objects
             obbs, keep = objects_to_obbs(objects, min_size)
             keep_idx = np.flatnonzero(keep)
+            valid = len(keep_idx)
             if max_objects is not None:
                 keep_idx = keep_idx[:max_objects]
             if filter_empty and len(keep_idx) == 0:
@@ -98,6 +101,8 @@ class TileDetectionDataset(Dataset):
             self._labels[i] = np.asarray(objects["class_id"], dtype=np.int64)[keep_idx]
             self._difficulty[i] = np.asarray(objects["difficulty"], dtype=np.int64)[keep_idx]
             selected.append(i)
+            self.num_valid_objects += valid
+            self.num_dropped_objects += valid - len(keep_idx)
         self.tile_indices = np.asarray(selected, dtype=np.int64)
         if self.classes and any(len(v) and v.max() >= len(self.classes) for v in self._labels.values()):
             raise ValueError(f"{getattr(store, 'path', 'tile store')}: class ids exceed the {len(self.classes)} "
