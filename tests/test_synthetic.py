@@ -154,7 +154,10 @@ def test_config_classes_and_gsd_reach_the_generator_and_datasets_must_match(tmp_
     cfg["datasets"]["synthetic"]["classes"] = ["ship", "storage-tank"]
     assert check_synthetic_classes(cfg) == []
     cfg["synthetic"]["gsd_range"] = [0.3, 0.1]
-    assert "synthetic.gsd_range" in check_synthetic_classes(cfg)[0]
+    assert "synthetic: gsd_range" in check_synthetic_classes(cfg)[0]
+    # the generator's other argument checks also stop the workflow at DAG time, not in the job
+    cfg["synthetic"].update(gsd_range=[0.1, 0.2], min_side=900, max_side=800)
+    assert "min_side <= max_side" in check_synthetic_classes(cfg)[0]
     with pytest.raises(ConfigError, match="harbour"):
         validate_config({"synthetic": {"classes": ["harbour"]}})
 

@@ -32,7 +32,8 @@ GENERATOR_VERSION = 1  # bump when a change alters the images of a given seed
 _ID = re.compile(r"^S\d{4,}\.(png|txt)$")
 
 
-def _check_args(splits: dict, image_size, classes, gsd_range) -> tuple[dict, tuple[int, int], list, tuple]:
+def check_generator_args(splits: dict, image_size, classes, gsd_range) -> tuple[dict, tuple[int, int], list, tuple]:
+    """The generator's arguments, normalised (``classes`` None = all); ValueError names the bad one."""
     if not isinstance(splits, dict) or not splits:
         raise ValueError(f"splits must be a non-empty dict {{name: count}}, got {splits!r}")
     for name, n in splits.items():
@@ -101,7 +102,7 @@ def generate_synthetic_dataset(out_dir, splits: dict | None = None, image_size=(
         ``generator_version``, and per split ``images``, ``objects``, ``per_class`` (counts),
         ``difficult``, and ``files`` (``[{"id", "width", "height", "theme", "gsd", "objects"}]``).
     """
-    splits, image_size, classes, gsd_range = _check_args(
+    splits, image_size, classes, gsd_range = check_generator_args(
         DEFAULT_SPLITS if splits is None else splits, image_size, classes, gsd_range)
     unknown_themes = [t for t in themes if t not in THEMES]
     if not themes or unknown_themes:
