@@ -45,6 +45,14 @@ _stop_on(
     [p for name, entry in DATASETS.items() for p in check_dataset_layout(entry, name)],
     "dataset layout problems",
 )
+_stop_on(
+    [
+        f"datasets.{name}: pseudo_boxes 'ground_truth' needs labelled splits, but labelled is false"
+        for name, entry in DATASETS.items()
+        if entry.get("pseudo_boxes") == "ground_truth" and not entry.get("labelled", True)
+    ],
+    "oracle pseudo-box problems",
+)
 _stop_on(plan.check_checkpoint_files(config), "missing checkpoint files")
 
 FINETUNE = config["finetune"]
@@ -100,12 +108,23 @@ def get_tile_inputs(wildcards):
 
 
 def get_dataset_entry(wildcards):
-    return DATASETS[wildcards.dataset]
+    """The dataset's config entry, as the tiling and evaluation jobs see it: without pseudo_boxes, which
+    concerns the pseudo-labels only (so adding or changing it reruns no tiling or evaluation job)."""
+    return {k: v for k, v in DATASETS[wildcards.dataset].items() if k != "pseudo_boxes"}
 
 
 def is_generated_dataset(wildcards):
     """True for datasets the pipeline generates (their root is the rule's input folder)."""
     return DATASETS[wildcards.dataset]["source"] == "synthetic"
+
+
+def get_box_source(wildcards):
+    """What the pseudo_boxes job reads (unpacked): the masks store ({"masks": ...}, pseudo_boxes 'proposals')
+    or, for the oracle diagnostic (pseudo_boxes 'ground_truth'), the tile store whose labelled boxes it takes
+    ({"tiles": ...}); no masks job is then planned for the split."""
+    if DATASETS[wildcards.dataset].get("pseudo_boxes", "proposals") == "ground_truth":
+        return {"tiles": f"{RESULTS}/tiles/{wildcards.dataset}/{wildcards.split}.zarr"}
+    return {"masks": f"{RESULTS}/pseudo_labels/{wildcards.dataset}/{wildcards.split}/masks.zarr"}
 
 
 def get_set_embeddings(wildcards):
@@ -230,8 +249,30 @@ def get_table5_small_evaluations(wildcards):
 
 
 def get_table5_small_cells(wildcards):
-    """[init, fraction, seed] of each file of get_table5_small_evaluations, same order."""
-    return [[run.init.split(".")[0], run.fraction, run.seed] for run in table5_small_runs(wildcards.dataset)]
+    """[init, fraction, seed] of each file of get_table5_small_evaluations, same order; the init is the method
+    for runs pre-trained on the grid's set, method.set for those of another set (the oracle's)."""
+    return [[plan.grid_init_label(config, run), run.fraction, run.seed] for run in table5_small_runs(wildcards.dataset)]
+
+
+def get_ap_curve_evaluations(wildcards):
+    """Every evaluation of the grid's runs on one dataset (each run at its eval epochs)."""
+    return [evaluation_path(run, e) for run in table5_small_runs(wildcards.dataset) for e in run.eval_epochs]
+
+
+def get_ap_curve_cells(wildcards):
+    """[init, fraction, seed, epoch] of each file of get_ap_curve_evaluations, same order."""
+    return [
+        [plan.grid_init_label(config, run), run.fraction, run.seed, e]
+        for run in table5_small_runs(wildcards.dataset)
+        for e in run.eval_epochs
+    ]
+
+
+def ap_curve_outputs():
+    """AP-per-epoch pictures of each fine-tuning dataset whose grid runs are evaluated at several epochs."""
+    if int(FINETUNE.get("eval_points", 1)) < 2:
+        return []
+    return [f"{RESULTS}/report/ap_curves_{d}.png" for d in FINETUNE["datasets"] if table5_small_runs(d)]
 
 
 def paper_table_evaluations(number):
@@ -265,4 +306,11 @@ def get_final_outputs():
     """The default target: tiles, pseudo-labels (with their inspection pictures), every evaluation, the
     tables and the loss curves."""
     curves = [f"{RESULTS}/report/training_curves"] if FINETUNE_RUNS else []
-    return tile_store_paths() + pseudo_label_outputs() + evaluation_paths() + table_outputs() + curves
+    return (
+        tile_store_paths()
+        + pseudo_label_outputs()
+        + evaluation_paths()
+        + table_outputs()
+        + curves
+        + ap_curve_outputs()
+    )

@@ -31,7 +31,8 @@ rule pseudo_masks:
 
 rule pseudo_boxes:
     input:
-        masks=f"{PL}/{{dataset}}/{{split}}/masks.zarr",
+        # masks.zarr, or the tile store for a dataset with pseudo_boxes: ground_truth (the oracle diagnostic)
+        unpack(get_box_source),
     output:
         directory(f"{PL}/{{dataset}}/{{split}}/boxes.zarr"),
     log:

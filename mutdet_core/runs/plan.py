@@ -143,25 +143,58 @@ def pretrain_set_names(config: dict) -> list[str]:
     return list(config["pseudo_labels"]["pretrain_sets"])
 
 
+def _grid_init(init: str, pretrain_set: str | None, sets: list) -> str:
+    """'none', 'method' (pre-trained on the grid's set) or 'method.set' (on another set, e.g. the oracle's)."""
+    if init == NO_PRETRAINING or "." in init:
+        return init
+    if pretrain_set is None:
+        raise ValueError(f"finetune.pretrain_set: several pseudo_labels.pretrain_sets {sets}; "
+                         f"name the one the finetune.inits were pre-trained on")
+    return f"{init}.{pretrain_set}"
+
+
+def grid_init_label(config: dict, run: FinetunePlan) -> str:
+    """How a grid run's init is named in tables: 'none', the method when pre-trained on the grid's set,
+    'method.set' when pre-trained on another (e.g. 'mutdet.synthetic_oracle')."""
+    pre = run.pretrain
+    if pre is None:
+        return NO_PRETRAINING
+    sets = pretrain_set_names(config)
+    grid_set = config["finetune"].get("pretrain_set") or (sets[0] if len(sets) == 1 else None)
+    return pre.method if pre.pretrain_set == grid_set else run.init
+
+
+def evaluation_epochs(epochs: int, points: int, extra=()) -> tuple:
+    """``points`` evenly spaced epochs ending at ``epochs`` (a learning curve), with ``extra``."""
+    points = max(1, min(int(points), epochs))
+    return tuple(sorted({round(epochs * k / points) for k in range(1, points + 1)} | set(extra) | {epochs}))
+
+
 def grid_plans(config: dict) -> list[FinetunePlan]:
     """The fine-tuning grid (finetune datasets x models x inits x fractions x seeds), without the tables'
-    runs: the cells of each dataset's small-scale Table 5."""
+    runs: the cells of each dataset's small-scale Table 5.
+
+    ``finetune.fraction_epochs`` gives a fraction its own schedule length, ``finetune.init_fractions``
+    restricts an init to some fractions, and ``finetune.eval_points`` evaluates every run at that many
+    evenly spaced epochs (its learning curve) besides ``train.checkpoint_epochs``."""
     ft = config["finetune"]
     train = TrainConfig.from_dict(ft["train"])
-    epochs, eval_epochs = train.epochs, tuple(sorted(set(train.checkpoint_epochs) | {train.epochs}))
     sets = pretrain_set_names(config)
     pretrain_set = ft.get("pretrain_set") or (sets[0] if len(sets) == 1 else None)
     models = ft.get("models") or model_names(config)
+    fraction_epochs = {float(f): int(e) for f, e in (ft.get("fraction_epochs") or {}).items()}
+    init_fractions = {init: {float(f) for f in fractions} for init, fractions in (ft.get("init_fractions") or {}).items()}
     runs = []
     for dataset in ft["datasets"]:
         for model in models:
-            for init in ft["inits"]:
-                if init != NO_PRETRAINING:
-                    if pretrain_set is None:
-                        raise ValueError(f"finetune.pretrain_set: several pseudo_labels.pretrain_sets {sets}; "
-                                         f"name the one the finetune.inits were pre-trained on")
-                    init = f"{init}.{pretrain_set}"
+            for name in ft["inits"]:
+                init = _grid_init(name, pretrain_set, sets)
                 for fraction in ft["fractions"]:
+                    if name in init_fractions and float(fraction) not in init_fractions[name]:
+                        continue
+                    epochs = fraction_epochs.get(float(fraction), train.epochs)
+                    extra = [e for e in train.checkpoint_epochs if e <= epochs]
+                    eval_epochs = evaluation_epochs(epochs, int(ft.get("eval_points", 1)), extra)
                     for seed in ft["seeds"]:
                         runs.append(FinetunePlan(dataset, model, init, float(fraction), epochs, int(seed),
                                                  eval_epochs))
@@ -261,9 +294,22 @@ def check_run_configs(config: dict) -> list[str]:
     if len(set(map(fraction_label, finetune["fractions"]))) != len(finetune["fractions"]):
         problems.append(f"finetune.fractions: repeated values {finetune['fractions']}")
     for init in finetune["inits"]:
-        if init != NO_PRETRAINING and init not in pretrain["methods"]:
+        method, _, init_set = init.partition(".")
+        if init != NO_PRETRAINING and method not in pretrain["methods"]:
             problems.append(f"finetune.inits: {init!r} is neither 'none' nor a run in pretrain.methods "
-                            f"{sorted(pretrain['methods'])}")
+                            f"{sorted(pretrain['methods'])} (optionally as method.pretrain_set)")
+        elif init_set and init_set not in pretrain_set_names(config):
+            problems.append(f"finetune.inits: {init!r} names pre-training set {init_set!r}, which is not in "
+                            f"pseudo_labels.pretrain_sets {pretrain_set_names(config)}")
+    for init, fractions in (finetune.get("init_fractions") or {}).items():
+        if init not in finetune["inits"]:
+            problems.append(f"finetune.init_fractions: {init!r} is not in finetune.inits {finetune['inits']}")
+        unknown = sorted(set(map(float, fractions)) - set(map(float, finetune["fractions"])))
+        if unknown:
+            problems.append(f"finetune.init_fractions.{init}: {unknown} not in finetune.fractions")
+    for fraction in finetune.get("fraction_epochs") or {}:
+        if float(fraction) not in set(map(float, finetune["fractions"])):
+            problems.append(f"finetune.fraction_epochs: {fraction} is not in finetune.fractions")
     for model in finetune.get("models") or []:
         if model not in model_names(config):
             problems.append(f"finetune.models: {model!r} is not in models {model_names(config)}")

@@ -208,6 +208,13 @@ def render_table(n: int, our_results: pd.DataFrame | None, out_md, out_csv, unit
 _METHOD_LABELS = {"none": "-", "updetr": "UP-DETR", "aligndet": "AlignDet", "detreg": "DETReg", "mutdet": "MutDet"}
 
 
+def method_label(init: str) -> str:
+    """'detreg' -> 'DETReg'; 'detreg.synthetic_oracle' (pre-trained on another set) -> 'DETReg (synthetic_oracle)'."""
+    method, _, pretrain_set = init.partition(".")
+    label = _METHOD_LABELS.get(method, method)
+    return f"{label} ({pretrain_set})" if pretrain_set else label
+
+
 def render_small_scale_table5(our_results: pd.DataFrame, out_md, out_csv, unit: str = "percent",
                               metrics=("AP50", "AP75"), title: str = "Synthetic data, fine-tuning with k % of "
                               "the training images (Table 5 layout)") -> pd.DataFrame:
@@ -261,7 +268,7 @@ def render_small_scale_table5(our_results: pd.DataFrame, out_md, out_csv, unit: 
                 r = index.loc[(method, f, m)]
                 text = f"{r['mean']:.1f}" + (f"±{r['std']:.1f}" if r["n"] > 1 else "")
                 cells.append(_with_delta(text, r["delta_vs_none"], 1))
-        rows.append([_METHOD_LABELS.get(method, method)] + cells)
+        rows.append([method_label(method)] + cells)
     seeds = sorted(set(tidy["n"]))
     md = "\n".join([f"**{title}**", "", pipe_table(header, rows),
                     f"AP in %, mean±std over seeds (n per cell: {', '.join(map(str, seeds))}); (+x) = gain over "
