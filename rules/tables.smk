@@ -46,12 +46,14 @@ rule table5_small:
             category="Tables",
             labels={"table": "small-scale Table 5: {dataset}"},
         ),
+        seeds=f"{RESULTS}/tables/table5_small_{{dataset}}_seeds.csv",
     log:
         f"{RESULTS}/logs/tables/table5_small_{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/tables/table5_small_{{dataset}}.tsv"
     params:
         cells=get_table5_small_cells,
+        note=config["finetune"]["table_note"],
     threads: 1
     resources:
         mem_mb=2000,

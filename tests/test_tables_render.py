@@ -193,3 +193,22 @@ def test_small_scale_rejects_mixed_settings(tmp_path):
 
 def test_result_columns_are_the_cell_keys_and_value():
     assert RESULT_COLUMNS == CELL_FIELDS + ("value",)
+
+
+def test_small_scale_oracle_rows_note_and_per_seed_csv(tmp_path):
+    from mutdet_core.tables import per_seed_results
+
+    ours = small_scale_results()
+    oracle = ours[ours["pretrain_method"] == "mutdet"].assign(pretrain_method="mutdet.synthetic_oracle")
+    ours = pd.concat([ours, oracle], ignore_index=True)
+    render_small_scale_table5(ours, tmp_path / "s.md", tmp_path / "s.csv", note="One seed:\n  read with care.")
+    text = (tmp_path / "s.md").read_text(encoding="utf-8")
+    assert text.rstrip().endswith("One seed: read with care.")
+    assert [r[0] for r in parse_pipe_table(text)[1:]] == ["-", "DETReg", "MutDet", "MutDet (synthetic_oracle)"]
+    seeds = per_seed_results(ours)
+    assert list(seeds.columns) == ["method", "init", "fraction", "seed", "AP50", "AP75"]
+    assert len(seeds) == 4 * 3 * 3
+    row = seeds[(seeds["init"] == "mutdet.synthetic_oracle") & (seeds["fraction"] == 0.5) & (seeds["seed"] == 2)]
+    expected = ours[(ours["pretrain_method"] == "mutdet.synthetic_oracle") & (ours["fraction"] == 0.5)
+                    & (ours["seed"] == 2) & (ours["metric"] == "AP75")]["value"].iloc[0]
+    assert row["method"].iloc[0] == "MutDet (synthetic_oracle)" and math.isclose(row["AP75"].iloc[0], expected)

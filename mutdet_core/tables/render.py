@@ -217,13 +217,15 @@ def method_label(init: str) -> str:
 
 def render_small_scale_table5(our_results: pd.DataFrame, out_md, out_csv, unit: str = "percent",
                               metrics=("AP50", "AP75"), title: str = "Synthetic data, fine-tuning with k % of "
-                              "the training images (Table 5 layout)") -> pd.DataFrame:
+                              "the training images (Table 5 layout)", note: str = "") -> pd.DataFrame:
     """A Table 5 look-alike for a run with no paper numbers (e.g. the laptop run on synthetic data).
 
     ``our_results`` needs ``pretrain_method``, ``fraction``, ``metric``, ``value``; an optional ``seed`` column
     (or any repeated cell) gives ``mean±std``. Other columns are allowed but must hold a single setting (one
     dataset, one epoch, ...), else the table would mix runs. Methods are rows (paper order, then others by
     name), metric groups x fractions are columns; each cell also shows the gain over the ``none`` row.
+
+    ``note``: words printed under the table (how far this run can be read).
 
     Returns the tidy frame written to ``out_csv``: method, fraction, metric, mean, std, n, delta_vs_none.
     """
@@ -272,7 +274,8 @@ def render_small_scale_table5(our_results: pd.DataFrame, out_md, out_csv, unit: 
     seeds = sorted(set(tidy["n"]))
     md = "\n".join([f"**{title}**", "", pipe_table(header, rows),
                     f"AP in %, mean±std over seeds (n per cell: {', '.join(map(str, seeds))}); (+x) = gain over "
-                    f"the pre-training-free row; {MISSING} = no result. No paper numbers for this data."]) + "\n"
+                    f"the pre-training-free row; {MISSING} = no result. No paper numbers for this data."]
+                   + (["", " ".join(note.split())] if note and note.strip() else [])) + "\n"
     _write_atomic(out_md, md)
     _write_atomic(out_csv, tidy.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     return tidy

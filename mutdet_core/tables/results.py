@@ -89,6 +89,19 @@ def small_scale_results(evaluations) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["pretrain_method", "fraction", "seed", "metric", "value"])
 
 
+def per_seed_results(our_results: pd.DataFrame, metrics=("AP50", "AP75")) -> pd.DataFrame:
+    """One row per run of a small-scale study: ``method`` (the table's label, e.g. 'MutDet (synthetic_oracle)'),
+    ``init`` ('none', 'mutdet', 'mutdet.synthetic_oracle'), ``fraction``, ``seed`` and one column per metric (%)."""
+    from .render import method_label
+
+    frame = our_results[our_results["metric"].isin(metrics)]
+    wide = frame.pivot_table(index=["pretrain_method", "fraction", "seed"], columns="metric", values="value",
+                             aggfunc="first").reset_index().rename(columns={"pretrain_method": "init"})
+    wide.columns.name = None
+    wide.insert(0, "method", wide["init"].map(method_label))
+    return wide[["method", "init", "fraction", "seed", *[m for m in metrics if m in wide.columns]]]
+
+
 def write_paper_table(number: int, cells, evaluations, out_md, out_csv) -> pd.DataFrame:
     """Table ``number`` from our evaluation summaries, beside the paper's numbers (what rule ``table<n>`` runs).
 
