@@ -172,14 +172,21 @@ def job_counts(dry_run_output: str) -> dict:
 
 
 def test_mini_config_plans_the_small_scale_reproduction(repo_root, tmp_path):
-    """configs/mini.yaml (README, issue 8): 2 pre-training runs, 3 inits x 2 fractions x 3 seeds."""
+    """configs/mini.yaml version 4 (README, issue 14): 2 + 2 oracle pre-training runs; 3 inits x 2 fractions
+    x 3 seeds plus the 2 oracle inits at 10 % only; each run evaluated at 3 epochs (the AP curves)."""
     proc = subprocess.run([SNAKEMAKE, "-n", "--directory", str(tmp_path), "--configfile",
                            str(repo_root / "configs/mini.yaml")], cwd=repo_root, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
-    assert {k: counts.get(k) for k in ("pretrain", "finetune", "predict", "evaluate", "table5_small")} == {
-        "pretrain": 2, "finetune": 18, "predict": 18, "evaluate": 18, "table5_small": 1}
+    rules = ("pretrain", "finetune", "predict", "evaluate", "table5_small", "ap_curves", "pseudo_masks",
+             "pseudo_boxes")
+    assert {k: counts.get(k) for k in rules} == {
+        "pretrain": 4, "finetune": 24, "predict": 72, "evaluate": 72, "table5_small": 1, "ap_curves": 1,
+        "pseudo_masks": 1, "pseudo_boxes": 2}  # the oracle's boxes come from the labels, not from masks
+    assert "finetune/synthetic/lite0_ars_detr/mutdet.synthetic_oracle/frac0.1/e60/seed3/epoch_60.pth" in proc.stdout
+    assert "mutdet.synthetic_oracle/frac1/" not in proc.stdout
+    assert "none/frac1/e12/seed1/epoch_4.pth" not in proc.stdout  # intermediate checkpoints are not targets
 
 
 def test_paper_config_plans_every_table(repo_root, tmp_path):
