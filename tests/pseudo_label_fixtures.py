@@ -27,7 +27,8 @@ FAST_CLASSICAL = {"num_scales": 5, "max_masks": 60}
 FAST_EMBEDDING = {"arch": "resnet18", "input_size": 512, "crop_size": 32, "batch_size": 32}
 
 
-def write_dota_tile_store(shared_data: Path, path: Path, windows=WINDOWS, blank: bool = True) -> Path:
+def write_dota_tile_store(shared_data: Path, path: Path, windows=WINDOWS, blank: bool = True,
+                          overwrite: bool = False) -> Path:
     """A tile store of real DOTA windows (and a uniform ``blank`` tile) at ``path``."""
     classes, rows, tiles = [], [], []
     for image_id, x, y in windows:
@@ -56,7 +57,7 @@ def write_dota_tile_store(shared_data: Path, path: Path, windows=WINDOWS, blank:
         tiles.append((pixels, np.zeros((0, 8), np.float32), np.zeros(0, np.int16), np.zeros(0, np.int8)))
     attrs = {"dataset": "dota_sample", "split": "test", "classes": classes, "sizes": [SIZE], "gaps": [200],
              "rates": [1.0], "fingerprint": "test-" + "-".join(f"{i}{x}{y}" for i, x, y in windows)}
-    writer = TileStoreWriter(path, pd.DataFrame(rows), [len(t[1]) for t in tiles], attrs)
+    writer = TileStoreWriter(path, pd.DataFrame(rows), [len(t[1]) for t in tiles], attrs, overwrite=overwrite)
     for i, tile in enumerate(tiles):
         writer.write_tile(i, *tile)
     return writer.finish()

@@ -9,8 +9,11 @@ Every stage (masks, boxes, embeddings, pseudo-labels) writes the same kind of st
         <other arrays>     whole arrays (e.g. ``bits`` for masks, the PCA matrix for clusters)
         tiles.csv          tile, image_id, rows (+ per-tile columns of the stage)
 
-It is written under ``<name>.tmp`` and renamed into place by ``finish()``, so a job killed half-way
-leaves nothing that ``open_stage`` (or a rerun) takes for finished; a rerun deletes the ``.tmp``.
+It is written under ``<name>.tmp`` and swapped into place by ``finish()`` (``mutdet_core.swap``: the old
+store waits in ``<name>.old`` until the new one is in), so a job killed half-way leaves nothing that
+``open_stage`` (or a rerun) takes for finished and never loses the old store; a rerun deletes an unfinished
+``.tmp``. ``attrs["manifest"]`` records every array's shape and chunk-file count and the size of
+``tiles.csv``; ``open_stage`` checks them (``mutdet_core.store_manifest``), ``mutdet verify`` decodes all.
 
 ``fingerprint`` is a hash of the stage's format, its parameters and the fingerprints of its inputs, so a
 store built from another tile store or with other parameters is noticed (``check_input``) instead of
@@ -21,13 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import zarr
+
+from ..store_manifest import MANIFEST_KEY, build_manifest, check_index_rows, check_manifest, is_finished
+from ..swap import recover_swap, swap_in, temporary_path
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +51,11 @@ def stage_fingerprint(format_name: str, params: dict, inputs: dict[str, str]) ->
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def temporary_path(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
+REBUILD = "rebuild it (rerun the rule that writes it, or the stage with overwrite)"
+
+
+def _finished(folder: Path) -> bool:
+    return is_finished(folder, INDEX_FILE)
 
 
 def _compressor():
@@ -62,6 +70,7 @@ def existing_output(path, fingerprint: str, format_name: str, overwrite: bool = 
     with another fingerprint is an error unless ``overwrite``: results of two configurations never mix.
     """
     path = Path(path)
+    recover_swap(path, _finished)
     if not path.exists():
         return None
     try:
@@ -96,6 +105,7 @@ class StageWriter:
     def __init__(self, path, format_name: str, tiles: pd.DataFrame, row_arrays: dict, attrs: dict,
                  flat_arrays: dict | None = None):
         self.path = Path(path)
+        recover_swap(self.path, _finished)  # a swap cut short by a kill is finished before the .tmp is reused
         self.tmp = temporary_path(self.path)
         if self.tmp.exists():  # left by a killed run: never trusted, always rebuilt
             shutil.rmtree(self.tmp)
@@ -175,13 +185,15 @@ class StageWriter:
         for key, values in self.tile_columns.items():
             table[key] = values
         table.to_csv(self.tmp / INDEX_FILE, index=False)
-        self.root.attrs.update({**attrs, "num_tiles": len(self.tiles), "num_rows": int(offsets[-1]), "complete": True})
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
-        return self.path
+        manifest = build_manifest(self.tmp, INDEX_FILE, len(table))
+        self.root.attrs.update({**attrs, "num_tiles": len(self.tiles), "num_rows": int(offsets[-1]),
+                                MANIFEST_KEY: manifest, "complete": True})
+        self._swapping = True
+        return swap_in(self.tmp, self.path)
 
     def abort(self) -> None:
+        if getattr(self, "_swapping", False):  # the .tmp is complete: recover_swap finishes an interrupted swap
+            return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
@@ -231,8 +243,10 @@ class StageStore:
 
 
 def open_stage(path, format_name: str | tuple[str, ...]) -> StageStore:
-    """Open a finished stage store of the given format(s); ``StageError`` says what is wrong otherwise."""
+    """Open a finished stage store of the given format(s); ``StageError`` says what is wrong otherwise
+    (missing, unfinished, damaged: differs from its manifest). Finishes a swap a killed writer left half-done."""
     path = Path(path)
+    recover_swap(path, _finished)
     formats = (format_name,) if isinstance(format_name, str) else tuple(format_name)
     if not path.is_dir():
         hint = " (an unfinished write exists beside it: the job was killed; rerun the stage)" \
@@ -249,7 +263,9 @@ def open_stage(path, format_name: str | tuple[str, ...]) -> StageStore:
         raise StageError(f"{path}: format version {attrs.get('format_version')}, this code reads {FORMAT_VERSION}")
     if not attrs.get("complete") or not (path / INDEX_FILE).is_file():
         raise StageError(f"{path}: the store was not finished; delete it and rerun the stage")
+    check_manifest(path, attrs, StageError, REBUILD)
     index = pd.read_csv(path / INDEX_FILE, dtype={"tile": str, "image_id": str}, keep_default_na=False)
+    check_index_rows(path, INDEX_FILE, len(index), attrs, StageError, REBUILD)
     return StageStore(path, root, index)
 
 

@@ -4,7 +4,8 @@
 maps the top-``num_select`` (query, class) pairs back to tile pixels (``PostProcess`` with the resize
 factors), writes tile-level ``Task1_<class>.txt`` files (tile names as image ids), then merges them with
 ``evaluation.merge_task1_folder`` (score filter, per-tile NMS 0.5, tile offsets, class-wise NMS 0.1).
-Output folder (written as ``<out_dir>.tmp`` and renamed when complete)::
+Output folder (written as ``<out_dir>.tmp`` and swapped in when complete by ``mutdet_core.swap``, the
+old folder kept as ``<out_dir>.old`` until the new one is in)::
 
     out_dir/
         tiles/Task1_<class>.txt    tile detections with score >= score_thr (tile coordinates)
@@ -15,7 +16,6 @@ Output folder (written as ``<out_dir>.tmp`` and renamed when complete)::
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -29,6 +29,7 @@ from ..datasets.dota import write_task1_folder
 from ..engine import load_checkpoint
 from ..evaluation.merge import MergeParams, merge_task1_folder
 from ..models.detector import build_detector
+from ..swap import recover_swap, swap_in
 from ..tiling.store import TileStore
 from .finetune import check_same_variant
 from .record import file_digest, read_json, write_json
@@ -131,6 +132,7 @@ def predict_run(checkpoint, store, out_dir, detector_cfg: dict | None = None, da
                 "store": str(tiles.attrs.get("fingerprint")), "resize": data.to_dict()["resize"],
                 "score_thr": score_thr, "patch_nms_iou": patch_nms_iou, "merge_nms_iou": merge_nms_iou,
                 "detector": detector_cfg}
+    recover_swap(out_dir, lambda folder: (folder / SUMMARY).is_file())  # the summary is written last
     done = read_json(out_dir / SUMMARY)
     if done is not None and done.get("settings") == settings:
         log.info("%s: finished predictions found for these settings: nothing to do", out_dir)
@@ -155,9 +157,7 @@ def predict_run(checkpoint, store, out_dir, detector_cfg: dict | None = None, da
                "num_merged": merged["num_merged"], "device": str(dev),
                "seconds": round(time.perf_counter() - started, 2)}
     write_json(tmp / SUMMARY, summary)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    swap_in(tmp, out_dir)
     log.info("%d tile detections -> %d merged detections in %s", sum(summary["num_tile_dets"].values()),
              sum(summary["num_merged"].values()), out_dir / "merged")
     return summary

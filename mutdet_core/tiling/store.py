@@ -11,13 +11,15 @@ Layout (Zarr v3 directory store)::
         objects/tile_offsets      (T + 1,) int64: objects of tile i are rows offsets[i]:offsets[i+1]
         tiles.csv                 tile index: tile, image_id, x, y, size, num_objects, pixel_row
 
-A store is written under ``<name>.tmp`` and renamed into place only when finished, so a killed job
-leaves nothing that a rerun (or ``TileStore.open``) takes for a finished store.
+A store is written under ``<name>.tmp`` and swapped into place only when finished (``mutdet_core.swap``:
+the old store waits in ``<name>.old`` until the new one is in), so a killed job leaves nothing that a rerun
+(or ``TileStore.open``) takes for a finished store, and never loses the old one. ``attrs["manifest"]``
+records every array's shape and chunk-file count and the size of ``tiles.csv``; ``open`` checks them
+(``mutdet_core.store_manifest``), ``mutdet verify`` also decodes every chunk.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +27,9 @@ import numpy as np
 import pandas as pd
 import numcodecs
 import zarr
+
+from ..store_manifest import MANIFEST_KEY, build_manifest, check_index_rows, check_manifest, is_finished
+from ..swap import recover_swap, swap_in, temporary_path
 
 FORMAT = "mutdet-tiles"
 FORMAT_VERSION = 1
@@ -48,8 +53,11 @@ def _compressor():
     return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
-def temporary_path(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
+REBUILD = "rebuild it (rerun the tiling rule, or `mutdet tile ... --overwrite`)"
+
+
+def _finished(folder: Path) -> bool:
+    return is_finished(folder, INDEX_FILE)
 
 
 class TileStoreWriter:
@@ -65,6 +73,7 @@ class TileStoreWriter:
 
     def __init__(self, path, tiles: pd.DataFrame, num_objects: np.ndarray, attrs: dict, overwrite=False):
         self.path = Path(path)
+        recover_swap(self.path, _finished)  # a swap cut short by a kill is finished before anything else
         if self.path.exists() and not overwrite:
             raise FileExistsError(
                 f"{self.path} already exists; remove it or pass overwrite to rebuild it (nothing was changed)"
@@ -136,13 +145,15 @@ class TileStoreWriter:
                 array[...] = full
         self.root["objects/tile_offsets"][...] = self.offsets
         self.tiles[INDEX_COLUMNS].to_csv(self.tmp / INDEX_FILE, index=False)
-        self.root.attrs.update({"complete": True, "num_tiles": len(self.tiles), "num_objects": int(self.offsets[-1])})
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
-        return self.path
+        manifest = build_manifest(self.tmp, INDEX_FILE, len(self.tiles))
+        self.root.attrs.update({"complete": True, "num_tiles": len(self.tiles), "num_objects": int(self.offsets[-1]),
+                                MANIFEST_KEY: manifest})
+        self._swapping = True
+        return swap_in(self.tmp, self.path)
 
     def abort(self) -> None:
+        if getattr(self, "_swapping", False):  # the .tmp is complete: recover_swap finishes an interrupted swap
+            return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -160,8 +171,10 @@ class TileStore:
     @classmethod
     def open(cls, path, expected_fingerprint: str | None = None) -> "TileStore":
         """Open a finished store. Raises TileStoreError when it is missing, unfinished (a ``.tmp``
-        folder or ``complete`` false), of another format, or (if given) of another fingerprint."""
+        folder or ``complete`` false), damaged (differs from its manifest), of another format, or (if
+        given) of another fingerprint. Finishes a swap that a killed writer left half-done."""
         path = Path(path)
+        recover_swap(path, _finished)
         if not path.is_dir():
             hint = " (an unfinished write exists beside it)" if temporary_path(path).exists() else ""
             raise TileStoreError(f"{path}: no tile store here{hint}")
@@ -181,7 +194,9 @@ class TileStore:
                 f"{path}: built from other inputs or parameters (fingerprint {attrs.get('fingerprint')}, "
                 f"expected {expected_fingerprint}); rerun the tiling stage"
             )
+        check_manifest(path, attrs, TileStoreError, REBUILD)
         index = pd.read_csv(path / INDEX_FILE, dtype={"tile": str, "image_id": str}, keep_default_na=False)
+        check_index_rows(path, INDEX_FILE, len(index), attrs, TileStoreError, REBUILD)
         return cls(path, root, index)
 
     def __len__(self) -> int:
