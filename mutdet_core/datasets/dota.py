@@ -9,9 +9,14 @@ Label file (``labelTxt/<id>.txt``)::
 Split annotation files (mmrotate ``annfiles``) are the same without headers. Blank lines are skipped.
 Any other line is an error that names the file and the line: the mmrotate loader silently drops short
 lines, which hides broken labels; we would rather stop before hours of training on half the objects.
+Out-of-range values (a difficulty other than 0/1/2, a coordinate beyond ``MAX_ABS_COORD``) are errors too.
+A self-intersecting quadrilateral (a "bow-tie", corners out of order) is repaired with a warning: its
+corners are put in clockwise order around their centroid (what mmrotate effectively does, as it turns
+every polygon into ``cv2.minAreaRect`` of its points), since shapely cannot intersect it with a tile.
 """
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -20,7 +25,13 @@ import numpy as np
 
 from .records import ImageRecord, LabelFormatError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+DIFFICULTIES = (0, 1, 2)  # easy, difficult, cut by a tile border (stored as int8 in tile stores)
+# No image is a million pixels wide; a larger coordinate is a typo (1e300) that would overflow float32
+# (tiling uses float32 as mmrotate does) and print a cascade of numpy warnings instead of one message.
+MAX_ABS_COORD = 1e6
+
+log = logging.getLogger(__name__)
 
 
 def _parse_header(line: str) -> tuple[str, str] | None:
@@ -42,12 +53,12 @@ def read_dota_txt(label_path, image_path=None, class_names=None) -> ImageRecord:
         ImageRecord with ``gsd`` from the header (``None`` for ``gsd:null`` or no header).
 
     Raises:
-        LabelFormatError: fewer than 9 tokens, more than 10, non-numeric or non-finite coordinates,
-            a difficulty that is not an integer, or an unknown class name.
+        LabelFormatError: fewer than 9 tokens, more than 10, non-numeric or non-finite coordinates or one
+            beyond ``MAX_ABS_COORD``, a difficulty that is not 0, 1 or 2, or an unknown class name.
     """
     label_path = Path(label_path)
     known = set(class_names) if class_names is not None else None
-    polys, classes, diffs = [], [], []
+    polys, classes, diffs, linenos = [], [], [], []
     gsd = None
     extra = {}
     try:
@@ -82,6 +93,9 @@ def read_dota_txt(label_path, image_path=None, class_names=None) -> ImageRecord:
             raise LabelFormatError(label_path, f"non-numeric coordinate in {tokens[:8]}", lineno) from None
         if not all(math.isfinite(c) for c in coords):
             raise LabelFormatError(label_path, "non-finite coordinate", lineno)
+        if max(abs(c) for c in coords) > MAX_ABS_COORD:
+            raise LabelFormatError(label_path, f"coordinate {max(coords, key=abs):g} is beyond ±{MAX_ABS_COORD:g} px; "
+                                   "fix or delete this line", lineno)
         name = tokens[8]
         if known is not None and name not in known:
             raise LabelFormatError(
@@ -93,13 +107,22 @@ def read_dota_txt(label_path, image_path=None, class_names=None) -> ImageRecord:
                 difficult = int(tokens[9])
             except ValueError:
                 raise LabelFormatError(label_path, f"difficulty {tokens[9]!r} is not an integer", lineno) from None
+            if difficult not in DIFFICULTIES:
+                raise LabelFormatError(label_path, f"difficulty {difficult} is not 0 (easy), 1 (difficult) or 2 "
+                                       "(cut by a tile border); fix this line", lineno)
         polys.append(coords)
+        linenos.append(lineno)
         classes.append(name)
         diffs.append(difficult)
+    polygons, fixed = untangle_quads(np.asarray(polys, dtype=np.float64).reshape(-1, 8))
+    if fixed.any():
+        lines = ", ".join(str(linenos[i]) for i in np.flatnonzero(fixed))
+        log.warning("%s: line%s %s: self-intersecting polygon (corners out of order); corners reordered clockwise "
+                    "around their centroid, check these labels", label_path, "s" if fixed.sum() > 1 else "", lines)
     return ImageRecord(
         image_id=label_path.stem,
         image_path=None if image_path is None else Path(image_path),
-        polygons=np.asarray(polys, dtype=np.float64).reshape(-1, 8),
+        polygons=polygons,
         classes=classes,
         difficulty=np.asarray(diffs, dtype=np.int64),
         gsd=gsd,
@@ -125,14 +148,22 @@ def read_image_label_folder(image_dir, label_dir, read_label, label_suffix=".txt
     ``read_label(label_path, image_path)`` returns the record (each dataset passes its own reader). An image
     without a label file is an error when ``require_labels`` (training data), otherwise it gets an empty
     record (test data, or unlabelled pre-training imagery). A label file without an image is skipped: the
-    official DOTA release ships such files. ``label_dir=None`` means no labels at all.
+    official DOTA release ships such files. ``label_dir=None`` means no labels at all. A folder without
+    any image is a ``FileNotFoundError`` that says what it holds instead.
     """
     image_dir, label_dir = Path(image_dir), Path(label_dir) if label_dir is not None else None
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
     if label_dir is not None and not label_dir.is_dir():
         raise FileNotFoundError(f"label folder {label_dir} does not exist")
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = [p for p in image_dir.iterdir() if p.is_file()]
+    images = sorted(p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not images:
+        # Else tiling writes a "complete" store with 0 tiles and every later stage trains on nothing.
+        found = sorted({p.suffix.lower() or "(no extension)" for p in files})
+        held = f"only {len(files)} other files ({', '.join(found)})" if files else "nothing"
+        raise FileNotFoundError(f"image folder {image_dir} has no images ({' '.join(IMAGE_EXTENSIONS)}), it holds "
+                                f"{held}; point to the folder with the images")
     records = []
     for image in images:
         label = None if label_dir is None else label_dir / f"{image.stem}{label_suffix}"
@@ -199,8 +230,13 @@ def read_task1_folder(folder, class_names=None) -> dict[str, list[tuple[str, flo
         name = path.stem[len("Task1_"):]
         if class_names is not None and name not in class_names:
             raise LabelFormatError(path, f"unknown class {name!r} in the file name")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise LabelFormatError(path, f"not UTF-8 text ({err.reason} at byte {err.start}); re-save it as "
+                                   "UTF-8 or ASCII") from None
         dets = []
-        for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        for lineno, raw in enumerate(text.splitlines(), start=1):
             tokens = raw.split()
             if not tokens:
                 continue
@@ -213,6 +249,9 @@ def read_task1_folder(folder, class_names=None) -> dict[str, list[tuple[str, flo
                 raise LabelFormatError(path, "non-numeric score or coordinate", lineno) from None
             if not (math.isfinite(score) and np.isfinite(poly).all()):
                 raise LabelFormatError(path, "non-finite score or coordinate", lineno)
+            if np.abs(poly).max() > MAX_ABS_COORD:
+                raise LabelFormatError(path, f"coordinate {poly[np.abs(poly).argmax()]:g} is beyond "
+                                       f"±{MAX_ABS_COORD:g} px; fix or delete this line", lineno)
             dets.append((tokens[0], score, poly))
         results[name] = dets
     return results
@@ -298,6 +337,32 @@ def polygon_areas(polygons) -> np.ndarray:
     p = np.asarray(polygons, dtype=np.float64).reshape(-1, 4, 2)
     x, y = p[..., 0], p[..., 1]
     return 0.5 * np.abs(np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1))
+
+
+def _crosses(a, b, c, d) -> np.ndarray:
+    """Segments ab and cd (arrays of points ``(..., 2)``) cross at a point inside both; touching is not crossing."""
+    def side(p, q, r):
+        return np.sign((q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
+    return (side(a, b, c) * side(a, b, d) < 0) & (side(c, d, a) * side(c, d, b) < 0)
+
+
+def untangle_quads(polygons) -> tuple[np.ndarray, np.ndarray]:
+    """Repair self-intersecting quadrilaterals ("bow-ties", e.g. ``10 10 100 100 100 10 10 100``).
+
+    Their corners are put in order of angle around the centroid, first corner kept first, so they run
+    clockwise on screen (y down) like DOTA's. Other polygons, degenerate ones included, are untouched.
+    Returns ``(polygons (N, 8) float64, repaired (N,) bool)``.
+    """
+    p = np.asarray(polygons, dtype=np.float64).reshape(-1, 4, 2)
+    bad = _crosses(p[:, 0], p[:, 1], p[:, 2], p[:, 3]) | _crosses(p[:, 1], p[:, 2], p[:, 3], p[:, 0])
+    if bad.any():
+        q = p[bad]
+        d = q - q.mean(axis=1, keepdims=True)
+        angle = np.arctan2(d[..., 1], d[..., 0])
+        order = np.argsort((angle - angle[:, :1]) % (2 * np.pi), axis=1, kind="stable")
+        p = p.copy()
+        p[bad] = np.take_along_axis(q, order[..., None], axis=1)
+    return p.reshape(-1, 8), bad
 
 
 def drop_degenerate(record: ImageRecord, min_area: float = 0.0) -> tuple[ImageRecord, int]:

@@ -16,6 +16,8 @@
   1023) in 16-bit containers, and dividing by 256 turns them into an almost black image, nothing like the
   8-bit imagery the detector is trained on. ``high_bit_depth="shift"`` gives the ``>> 8`` behaviour of
   ``cv2.imread`` for 16-bit files that use the full range.
+* **More pixels than OpenCV decodes** (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2^30 by default, e.g. 60000 x 60000):
+  ``ImageReadError`` from the header size, before decoding (OpenCV itself would raise ``cv2.error``).
 * **Grayscale** (1 band): replicated to 3 channels, logged.
 * **4 bands** (RGBA, or RGB + NIR): bands 1-3 of the file kept as R, G, B, band 4 dropped, logged. Products
   stored B, G, R, NIR (e.g. PlanetScope) must be reordered before use.
@@ -30,6 +32,7 @@ i.e. the shape ``load_image_rgb`` will return; it does not detect truncation.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +54,23 @@ class ImageReadError(ValueError):
         super().__init__(f"{path}: {problem}")
         self.path = Path(path)
         self.problem = problem
+
+
+def max_decode_pixels() -> int:
+    """The most pixels OpenCV decodes: ``OPENCV_IO_MAX_IMAGE_PIXELS`` (read by OpenCV when it loads), default 2^30."""
+    try:
+        return int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
+    except ValueError:
+        return 1 << 30
+
+
+def check_decodable_size(path, width: int, height: int) -> None:
+    """Raise ``ImageReadError`` when a ``width`` x ``height`` image is more than OpenCV will decode."""
+    limit = max_decode_pixels()
+    if width * height > limit:
+        raise ImageReadError(path, f"{width} x {height} = {width * height} pixels is more than OpenCV decodes "
+                                   f"({limit}); cut it into smaller images first (e.g. gdal_translate -srcwin), "
+                                   "or set OPENCV_IO_MAX_IMAGE_PIXELS higher before starting")
 
 
 def _emit(log, message: str) -> None:
@@ -115,14 +135,6 @@ def _header_orientation(im) -> int:
     return int(im.getexif().get(_EXIF_ORIENTATION, 1))
 
 
-def _exif_orientation(path: Path) -> int:
-    try:
-        with _open_header(path) as im:
-            return _header_orientation(im)
-    except Exception:  # no EXIF or a format PIL cannot open: OpenCV applies nothing either
-        return 1
-
-
 def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     """Rotate/flip like a viewer honouring EXIF ``orientation`` (1-8), as cv2.imread does for 8-bit files."""
     if orientation in (5, 6, 7, 8):
@@ -179,7 +191,19 @@ def load_image_rgb(path, log=None, high_bit_depth: str = "percentile") -> np.nda
     except OSError as err:
         raise ImageReadError(path, f"cannot read file ({err.strerror or err})") from None
     _check_complete(data, path)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    orientation = 1  # no EXIF, or a format PIL cannot open: OpenCV applies nothing either
+    try:
+        with _open_header(path) as im:
+            check_decodable_size(path, *im.size)  # OpenCV would raise cv2.error, naming no file
+            orientation = _header_orientation(im)
+    except ImageReadError:
+        raise
+    except Exception:  # PIL cannot read the header (some TIFFs): the cv2.error handler below still applies
+        pass
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        raise ImageReadError(path, f"OpenCV cannot decode it ({str(err).strip().splitlines()[-1]})") from None
     tiff_bands = _tiff_band_count(data)
     if tiff_bands is not None and tiff_bands not in (1, 3, 4):
         raise ImageReadError(path, f"{tiff_bands} bands; only 1 (grey), 3 (RGB) or 4 (RGBA / RGB+NIR) are "
@@ -194,7 +218,6 @@ def load_image_rgb(path, log=None, high_bit_depth: str = "percentile") -> np.nda
         raise ImageReadError(path, f"TIFF has {tiff_bands} bands but OpenCV decodes {channels} (bands not "
                                    "tagged as RGB); rewrite it with PHOTOMETRIC=RGB, e.g. gdal_translate -b 1 "
                                    "-b 2 -b 3 -co PHOTOMETRIC=RGB in.tif out.tif")
-    orientation = _exif_orientation(path)
     if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
         if orientation != 1:
             # Let OpenCV apply the orientation itself so the pixels match cv2.imread exactly.
@@ -247,7 +270,10 @@ def image_size(path) -> tuple[int, int]:
             width, height = im.size
             orientation = _header_orientation(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error as err:
+            raise ImageReadError(path, f"OpenCV cannot decode it ({str(err).strip().splitlines()[-1]})") from None
         if image is None:
             raise ImageReadError(path, "not a readable image") from None
         return int(image.shape[1]), int(image.shape[0])

@@ -104,7 +104,12 @@ def read_image_ids(image_ids) -> list[str]:
         path = Path(image_ids)
         if not path.is_file():
             raise FileNotFoundError(f"image id file {path} does not exist")
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); re-save it as UTF-8 "
+                             "or ASCII") from None
+        ids = [line.strip() for line in text.splitlines() if line.strip()]
         source = str(path)
     else:
         ids = [str(i) for i in image_ids]
@@ -188,7 +193,8 @@ def _load_detections(dets, class_names):
 def _first_line_of(path: Path | None, image_id: str) -> str:
     if path is None:
         return ""
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    # read_task1_folder has already decoded this file as UTF-8
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         tokens = line.split()
         if tokens and tokens[0] == image_id:
             return f":{lineno}"
@@ -279,7 +285,7 @@ def evaluate_detections(det_dir_or_dict, gt_records_or_label_dir, image_ids=None
             where = f"{files[c]}{_first_line_of(files.get(c), unknown[0])}" if c in files else f"detections[{c!r}]"
             raise LabelFormatError(where, f"image id {unknown[0]!r} is not among the {len(ids)} evaluated image ids "
                                    f"({len(unknown)} unknown ids, e.g. {unknown[:5]}); pass "
-                                   f"on_unknown_image='drop' to ignore them")
+                                   f"on_unknown_image='drop' (command line: --on-unknown-image drop) to ignore them")
         if unknown:
             warnings.append(f"class {c}: dropped detections of {len(unknown)} images that are not evaluated")
 

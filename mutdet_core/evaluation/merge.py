@@ -183,7 +183,7 @@ def merge_task1_folder(tile_det_dir, out_dir, class_names, params: MergeParams =
             try:
                 tile_origin(tile, params.naming)
             except ValueError as err:
-                line = next(k for k, text in enumerate(path.read_text().splitlines(), 1) if text.split()[:1] == [tile])
+                line = next(k for k, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text.split()[:1] == [tile])
                 raise LabelFormatError(path, str(err), line) from None
         ids, scores, polys = _columns(dets)
         merged[c] = merge_class(ids, scores, polys, params, where=str(path))

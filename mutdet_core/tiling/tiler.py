@@ -1,22 +1,28 @@
 """Cut a dataset split into tiles and write a tile store (SPEC 2.1).
 
 Everything is checked before the first pixel is decoded: every label file parses (errors name the file
-and line), every image header is readable, every class is known. Only then are images decoded, cropped,
-padded and written, in a few threads (OpenCV decoding and Blosc compression release the GIL).
+and line), every image header is readable and small enough for OpenCV, every image id can be written in a
+DOTA result file, every class is known. Only then are images decoded, cropped, padded and written, in a
+few threads (OpenCV decoding and Blosc compression release the GIL). Objects kept on padding pixels, or
+dropped because they lie outside their image, are counted in the log.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import re
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import shapely
 from tqdm import tqdm
 
-from ..datasets.images import image_size, load_image_rgb
+from ..datasets.dota import DIFFICULTIES, MAX_ABS_COORD, untangle_quads
+from ..datasets.images import check_decodable_size, image_size, load_image_rgb
 from ..datasets.records import ImageRecord
 from .store import TileStoreWriter
 from .windows import TilingParams, assign_objects, sliding_windows, tile_name
@@ -38,25 +44,68 @@ def fingerprint(records: list[ImageRecord], params: TilingParams, classes: list[
     return h.hexdigest()[:16]
 
 
-def plan_tiles(records: list[ImageRecord], params: TilingParams, classes: list[str]):
+def _safe_image_id(image_id: str) -> str:
+    """``image_id`` with whitespace runs as ``_`` and non-ASCII letters transliterated (``ä`` -> ``a``)."""
+    ascii_id = unicodedata.normalize("NFKD", image_id).encode("ascii", "ignore").decode()
+    return re.sub(r"\s+", "_", ascii_id.strip()) or "image"
+
+
+def check_record(record: ImageRecord, class_index: dict) -> None:
+    """Raise ``ValueError`` naming the file for what the tiler or later stages cannot handle."""
+    where = record.label_path or record.image_path or record.image_id
+    if record.image_path is None:
+        raise ValueError(f"{record.image_id}: no image file to tile")
+    if not record.image_id.isascii() or any(ch.isspace() or not ch.isprintable() for ch in record.image_id):
+        # DOTA Task1 files are whitespace-separated lines: such ids are tiled but never merged or evaluated.
+        raise ValueError(f"{record.image_path}: image id {record.image_id!r} has spaces or non-ASCII characters, "
+                         f"which DOTA result files cannot hold; rename the image and its label file to "
+                         f"{_safe_image_id(record.image_id)!r}")
+    unknown = sorted({c for c in record.classes if c not in class_index})
+    if unknown:
+        raise ValueError(f"{where}: classes {unknown} are not in {list(class_index)}")
+    bad = np.flatnonzero(~np.isin(record.difficulty, DIFFICULTIES))
+    if len(bad):  # stored as int8: 300 would silently become 44
+        raise ValueError(f"{where}: object {bad[0] + 1} has difficulty {record.difficulty[bad[0]]}, not one of "
+                         f"{DIFFICULTIES}; fix the label")
+    if len(record) and not np.abs(record.polygons).max() <= MAX_ABS_COORD:  # NaN fails too
+        obj = int(np.argmax(~(np.abs(record.polygons) <= MAX_ABS_COORD).all(axis=1)))
+        raise ValueError(f"{where}: object {obj + 1} has a coordinate beyond ±{MAX_ABS_COORD:g} px (or not a "
+                         "number); fix the label")
+
+
+def plan_tiles(records: list[ImageRecord], params: TilingParams, classes: list[str], stats: dict | None = None):
     """Windows and kept objects of every image, without decoding any pixel.
 
     Returns ``(tiles, objects)``: the tile index DataFrame (tile, image_id, x, y, size) and, per tile, a
-    dict with the translated float32 polygons, class ids and difficulty (2 when truncated).
+    dict with the translated float32 polygons, class ids and difficulty (2 when truncated). ``stats``, if
+    given, receives per-split counts: ``on_padding`` (kept objects reaching into the padding of a window
+    larger than the image), ``outside`` (objects entirely outside their image, in no tile), and for each
+    the label files (``on_padding_files``, ``outside_files``).
     """
     class_index = {name: i for i, name in enumerate(classes)}
     rows, objects = [], []
+    if stats is not None:
+        stats.update(on_padding=0, outside=0, on_padding_files=[], outside_files=[])
     for record in records:
-        if record.image_path is None:
-            raise ValueError(f"{record.image_id}: no image file to tile")
+        check_record(record, class_index)
         width, height = image_size(record.image_path)
-        unknown = sorted({c for c in record.classes if c not in class_index})
-        if unknown:
-            raise ValueError(f"{record.label_path or record.image_id}: classes {unknown} are not in {classes}")
+        check_decodable_size(record.image_path, width, height)
+        where = record.label_path or record.image_path
+        polygons, fixed = untangle_quads(record.polygons)  # the DOTA reader already did, with line numbers
+        if fixed.any():
+            log.warning("%s: objects %s: self-intersecting polygon; corners reordered clockwise around their "
+                        "centroid, check these labels", where, ", ".join(str(i + 1) for i in np.flatnonzero(fixed)))
         # float32 like mmrotate's loader: the IoF and the printed coordinates depend on it.
-        polys = record.polygons.astype(np.float32)
+        polys = polygons.astype(np.float32)
         windows = sliding_windows(width, height, params)
-        for window, kept in zip(windows, assign_objects(polys, windows, params.iof_thr)):
+        try:
+            assigned = assign_objects(polys, windows, params.iof_thr)
+        except shapely.errors.GEOSException as err:
+            raise ValueError(f"{where}: an object polygon cannot be intersected with a tile ({err}); fix its "
+                             "corners") from None
+        if stats is not None:
+            _count_border_objects(stats, where, polys, windows, assigned, width, height)
+        for window, kept in zip(windows, assigned):
             x0, y0 = int(window[0]), int(window[1])
             shift = np.array([x0, y0] * 4, dtype=np.float32)
             diff = record.difficulty[kept.indices].copy()
@@ -73,6 +122,23 @@ def plan_tiles(records: list[ImageRecord], params: TilingParams, classes: list[s
     if duplicated:
         raise ValueError(f"duplicate tile names {duplicated[:3]}: two images share an id")
     return tiles, objects
+
+
+def _count_border_objects(stats: dict, where, polys, windows, assigned, width: int, height: int) -> None:
+    """Add one image's objects on padding pixels and objects outside the image (never kept) to ``stats``."""
+    pts = polys.reshape(-1, 4, 2)
+    lo, hi = pts.min(axis=1), pts.max(axis=1)
+    on_padding, kept = np.zeros(len(pts), bool), np.zeros(len(pts), bool)
+    for window, k in zip(windows, assigned):
+        # Windows reach past the image only when it is smaller than a window; that part is padding.
+        beyond = ((hi[k.indices, 0] > width) & (window[2] > width)) | ((hi[k.indices, 1] > height) & (window[3] > height))
+        on_padding[k.indices[beyond]] = True
+        kept[k.indices] = True
+    outside = ~kept & ((lo[:, 0] >= width) | (lo[:, 1] >= height) | (hi[:, 0] <= 0) | (hi[:, 1] <= 0))
+    for key, mask in (("on_padding", on_padding), ("outside", outside)):
+        if mask.any():
+            stats[key] += int(mask.sum())
+            stats[key + "_files"].append(str(where))
 
 
 def crop_window(image: np.ndarray, x: int, y: int, size: int, padding_rgb) -> np.ndarray:
@@ -99,8 +165,19 @@ def tile_split(records: list[ImageRecord], out_path, params: TilingParams, class
         overwrite: replace an existing finished store (otherwise an existing store is an error).
     """
     out_path = Path(out_path)
+    if not records:
+        raise ValueError(f"{dataset or 'dataset'}/{split or 'split'}: no images to tile; nothing written to {out_path}")
     records = sorted(records, key=lambda r: r.image_id)
-    tiles, objects = plan_tiles(records, params, classes)
+    stats: dict = {}
+    tiles, objects = plan_tiles(records, params, classes, stats)
+    if stats["on_padding"]:
+        log.warning("%s/%s: %d object(s) kept on padding pixels beyond their image, in %d label file(s) (e.g. %s): "
+                    "check their coordinates against the image size", dataset, split, stats["on_padding"],
+                    len(stats["on_padding_files"]), stats["on_padding_files"][0])
+    if stats["outside"]:
+        log.warning("%s/%s: %d object(s) lie entirely outside their image and are in no tile (dropped), in %d label "
+                    "file(s) (e.g. %s)", dataset, split, stats["outside"], len(stats["outside_files"]),
+                    stats["outside_files"][0])
     n_zero_area = sum(int((_areas(r.polygons) <= 0).sum()) for r in records)
     if n_zero_area:
         log.warning("%d zero-area polygons can never be kept in a tile (mmrotate drops them too)", n_zero_area)
