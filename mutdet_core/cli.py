@@ -6,6 +6,7 @@
     mutdet tile --images DIR [--labels DIR] --classes dota_v1 OUT.zarr [--size 800 --gap 200]
     mutdet export-tiles STORE OUTDIR [--overwrite]
     mutdet info STORE
+    mutdet verify STORE                              decode every chunk of a tile / stage store (exit 1 if broken)
     mutdet inspect STORE [--out DIR]                 pictures + statistics of a pseudo-label stage store
     mutdet export-pseudo-labels STORE... OUTDIR      DOTA txt with cluster_k classes + embeddings
     mutdet evaluate --dets DIR --labels DIR --out results.json [--convention dota|mmrotate]
@@ -26,9 +27,12 @@ log = logging.getLogger("mutdet")
 def _cmd_check_config(args) -> int:
     from .config import load_config
     from .datasets.splits import check_dataset_layout
+    from .runs.plan import check_checkpoint_files, check_run_configs
 
     config = load_config(args.config)
     problems = [p for name, e in config["datasets"].items() for p in check_dataset_layout(e, name)]
+    # the run and weight-file checks of the dry run too: the README promises every weight file is checked here
+    problems += check_run_configs(config) + check_checkpoint_files(config)
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     if not problems:
@@ -92,6 +96,14 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    from .store_manifest import verify_store
+
+    ok, message = verify_store(args.store)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mutdet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", help="also write the log to this file")
@@ -152,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="summary of a tile store")
     p.add_argument("store")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("verify", help="check a tile or stage store thoroughly: decode every chunk of every array")
+    p.add_argument("store")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 

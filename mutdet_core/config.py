@@ -48,9 +48,96 @@ def validate_config(config: dict, source: str = "config") -> dict:
         lines = []
         for err in errors[:10]:
             key = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-            lines.append(f"  {key}: {err.message}")
+            lines.append(f"  {key}: {_schema_message(err)}")
         raise ConfigError(f"{source} is not valid:\n" + "\n".join(lines))
+    # what the schema cannot say; only on a schema-valid config, whose types are then known
+    problems = tiling_problems(config) + pseudo_label_block_problems(config)
+    if problems:
+        raise ConfigError(f"{source} is not valid:\n" + "\n".join(f"  {p}" for p in problems))
     return resolve_roots(config)
+
+
+NAME_PATTERN = "^[A-Za-z0-9_-]+$"
+
+
+def _schema_message(err) -> str:
+    if err.validator == "pattern" and err.validator_value == NAME_PATTERN:
+        # names become folders under results_dir: '/' or '..' would write outside it
+        return (f"name {err.instance!r} may hold only letters, digits, '_' and '-' (it becomes a folder name "
+                f"under results_dir); rename it")
+    return err.message
+
+
+def tiling_problems(config: dict) -> list[str]:
+    """The sizes/gaps/rates checks of TilingParams (mutdet_core/tiling/windows.py) on every
+    datasets.<name>.tiling block, so a bad pair stops here and not in a tile job after others ran."""
+    problems = []
+    for name, entry in (config.get("datasets") or {}).items():
+        tiling = entry.get("tiling") or {}
+        sizes, gaps, rates = tiling.get("sizes", [800]), tiling.get("gaps", [200]), tiling.get("rates", [1.0])
+        key = f"datasets/{name}/tiling"
+        if len(sizes) != len(gaps):
+            problems.append(f"{key}: {len(sizes)} sizes {sizes} but {len(gaps)} gaps {gaps}; give one gap per size")
+            continue
+        if len(sizes) > 1 and len(rates) > 1:
+            problems.append(f"{key}: several sizes {sizes} and several rates {rates}; give one or the other "
+                            f"(as mmrotate)")
+        for size, gap in zip(sizes, gaps):
+            if gap >= size:
+                problems.append(f"{key}: gap {gap} >= size {size} (of sizes {sizes}, gaps {gaps}); the gap is "
+                                f"the overlap of neighbouring windows (stride = size - gap): make it smaller")
+                continue
+            for rate in rates:  # a rate rescales both (int(size / rate)); truncation can close the stride
+                if int(gap / rate) >= int(size / rate):
+                    problems.append(f"{key}: at rate {rate} size {size} / gap {gap} become {int(size / rate)} / "
+                                    f"{int(gap / rate)} px, leaving no stride; lower the rate or the gap")
+    return problems
+
+
+def _unknown_keys(key: str, block: dict, known: list) -> list[str]:
+    unknown = sorted(set(block) - set(known))
+    return [f"{key}: unknown keys {unknown}; known keys: {sorted(known)}"] if unknown else []
+
+
+def pseudo_label_block_problems(config: dict) -> list[str]:
+    """The free-form pseudo_labels blocks checked against what receives them in the job: the masks and
+    embeddings parameter dataclasses (keys, then constructed, so their own value checks run) and the
+    keyword arguments of fit_clusters and inspect_store (keys)."""
+    import dataclasses
+    import inspect
+
+    pseudo = config.get("pseudo_labels") or {}
+    masks = pseudo.get("masks") or {}
+    blocks = {"pseudo_labels/masks/classical": masks.get("classical"), "pseudo_labels/masks/sam": masks.get("sam"),
+              "pseudo_labels/embeddings": pseudo.get("embeddings"),
+              "pseudo_labels/clustering": pseudo.get("clustering"), "pseudo_labels/inspect": pseudo.get("inspect")}
+    blocks = {key: block for key, block in blocks.items() if block}
+    if not blocks:  # empty blocks mean defaults; the classes below import torch, not worth it then
+        return []
+    from .pseudo_labels import EmbeddingParams, GraphSegmentationParams, SamParams, fit_clusters, inspect_store
+
+    problems = []
+    for key, cls in (("pseudo_labels/masks/classical", GraphSegmentationParams),
+                     ("pseudo_labels/masks/sam", SamParams), ("pseudo_labels/embeddings", EmbeddingParams)):
+        if key not in blocks:
+            continue
+        unknown = _unknown_keys(key, blocks[key], [f.name for f in dataclasses.fields(cls)])
+        if unknown:
+            problems += unknown
+            continue
+        try:  # cheap: __post_init__ checks values only, no weights are read
+            cls(**blocks[key])
+        except (TypeError, ValueError) as err:
+            problems.append(f"{key}: {err}")
+    # inspect_pseudo_labels passes its **kwargs on to inspect_store; the rules give the paths and overwrite
+    for key, func, given in (("pseudo_labels/clustering", fit_clusters,
+                              {"embedding_stores", "out_path", "overwrite"}),
+                             ("pseudo_labels/inspect", inspect_store, {"path", "out_dir"})):
+        if key in blocks:
+            known = [n for n, p in inspect.signature(func).parameters.items()
+                     if n not in given and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            problems += _unknown_keys(key, blocks[key], known)
+    return problems
 
 
 def _under(root, path):
@@ -90,10 +177,18 @@ def load_config(path=None, overrides: dict | None = None) -> dict:
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(_yaml_message(path, err)) from None
     if overrides:
         config = deep_update(config, overrides)
     return validate_config(config, source=str(path))
+
+
+def _yaml_message(path, err: yaml.YAMLError) -> str:
+    """One line, ``FILE:LINE:COLUMN: not valid YAML: problem`` (1-based, as editors count)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    what = ": ".join(str(x) for x in (getattr(err, "context", None), getattr(err, "problem", None)) if x)
+    return f"{where}: not valid YAML: {what or str(err).splitlines()[0]}; fix the file there"
 
 
 def deep_update(base: dict, update: dict) -> dict:

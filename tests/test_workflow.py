@@ -190,16 +190,26 @@ def test_mini_config_plans_the_small_scale_reproduction(repo_root, tmp_path):
 
 
 def test_paper_config_plans_every_table(repo_root, tmp_path):
-    """`snakemake --profile slurm -n` on the paper config (data and checkpoints faked by empty folders and
-    files): every table's jobs are planned, as many per rule as the experiment matrix says."""
+    """`snakemake --profile slurm -n` on the paper config (data and checkpoints faked by placeholder images
+    and files, non-empty as the DAG-time checks ask): every table's jobs are planned, as many per rule as the
+    experiment matrix says."""
     paper = yaml.safe_load((repo_root / "configs/paper.yaml").read_text())
     data, checkpoints = tmp_path / "data", tmp_path / "checkpoints"
     for name, entry in paper["datasets"].items():
+        root = data / entry["root"]
         for split in entry["splits"]:
-            (data / entry["root"] / split).mkdir(parents=True, exist_ok=True)
+            if entry["source"] == "dior_r":  # the official layout: one image folder for train and val
+                images = root / ("JPEGImages-test" if split == "test" else "JPEGImages-trainval")
+            else:
+                images = root / split / ("JPEGImages" if entry["source"] == "hrrsd" else "images")
+            images.mkdir(parents=True, exist_ok=True)
+            (images / "placeholder.png").write_bytes(b"\x89PNG placeholder")
+        if entry["source"] == "dior_r":
+            (root / "Annotations" / "Oriented Bounding Boxes").mkdir(parents=True)
+            (root / "ImageSets" / "Main").mkdir(parents=True)
     checkpoints.mkdir()
     for weights in ("sam_vit_h_4b8939.pth", "resnet50-11ad3fa6.pth", "swin_tiny_patch4_window7_224.pth"):
-        (checkpoints / weights).write_bytes(b"")
+        (checkpoints / weights).write_bytes(b"placeholder weights")
     paper.update(data_root=str(data), checkpoint_root=str(checkpoints))
     cfg = tmp_path / "paper.yaml"
     cfg.write_text(yaml.safe_dump(paper))

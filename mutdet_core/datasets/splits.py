@@ -5,9 +5,11 @@ turns ``(entry, split)`` into ``ImageRecord``s and says clearly what is missing 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from .dota import read_dota_folder
+from .dior import DIOR_ANNOTATION_SUBDIR
+from .dota import IMAGE_EXTENSIONS, read_dota_folder
 from .records import ImageRecord
 
 
@@ -54,11 +56,47 @@ def check_dataset_layout(entry: dict, name: str) -> list[str]:
         return [f"dataset {name!r}: 'root' is required for source {entry['source']!r}"]
     if not root.is_dir():
         return [f"dataset {name!r}: root {root} does not exist"]
-    if entry["source"] in ("dota", "ohd_sjtu", "fair1m", "hrrsd"):
+    source = entry["source"]
+    if source in ("dota", "ohd_sjtu", "fair1m", "hrrsd"):
         for split in entry.get("splits", []):
             if not (root / split).is_dir():
                 problems.append(f"dataset {name!r}: split folder {root / split} does not exist")
-    return problems
+            else:
+                problems += _image_folder_problems(name, _image_folder(source, root / split))
+    if source == "dior_r":
+        for sub in (DIOR_ANNOTATION_SUBDIR, Path("ImageSets") / "Main"):
+            if not (root / sub).is_dir():
+                problems.append(f"dataset {name!r}: DIOR-R folder {root / sub} does not exist (the official "
+                                f"layout: JPEGImages-*, Annotations/Oriented Bounding Boxes, ImageSets/Main)")
+        for split in entry.get("splits", []):
+            if split not in DIOR_SPLITS:
+                problems.append(f"dataset {name!r}: DIOR-R split {split!r} is not one of {list(DIOR_SPLITS)}")
+                continue
+            folder = root / ("JPEGImages-test" if split == "test" else "JPEGImages-trainval")
+            problems += _image_folder_problems(name, folder)
+    return list(dict.fromkeys(problems))  # DIOR-R train and val share one folder: say it once
+
+
+DIOR_SPLITS = ("train", "val", "test", "trainval")
+
+
+def _image_folder(source: str, split_dir: Path) -> Path:
+    """Where the reader of ``source`` looks for a split's images."""
+    if source == "hrrsd":  # the split folder, or its OPT2017 subfolder as released
+        base = split_dir / "OPT2017" if (split_dir / "OPT2017").is_dir() else split_dir
+        return base / "JPEGImages"
+    return split_dir / "images"
+
+
+def _image_folder_problems(name: str, folder: Path) -> list[str]:
+    """An image folder that is missing or holds no image file (an empty tile job would fail later)."""
+    if not folder.is_dir():
+        return [f"dataset {name!r}: image folder {folder} does not exist"]
+    with os.scandir(folder) as it:  # stops at the first image: release folders hold thousands
+        if any(e.is_file() and Path(e.name).suffix.lower() in IMAGE_EXTENSIONS for e in it):
+            return []
+    return [f"dataset {name!r}: image folder {folder} holds no image file ({' '.join(IMAGE_EXTENSIONS)}); "
+            f"copy the images there or fix 'root'"]
 
 
 def load_split(entry: dict, name: str, split: str, results_dir="results", root=None) -> list[ImageRecord]:

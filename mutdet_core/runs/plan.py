@@ -362,8 +362,8 @@ def _imagenet_package_problems(config: dict, key: str) -> list[str]:
 
 
 def check_checkpoint_files(config: dict) -> list[str]:
-    """Weight files the config names that do not exist (SAM, the embedding network, each model's
-    backbone): checkpoints are never downloaded, so a wrong path must fail before any job starts."""
+    """Weight files the config names that do not exist or are empty (SAM, the embedding network, each
+    model's backbone): checkpoints are never downloaded, so a wrong path must fail before any job starts."""
     from pathlib import Path
 
     named = []
@@ -389,4 +389,6 @@ def check_checkpoint_files(config: dict) -> list[str]:
         elif not Path(path).is_file():
             problems.append(f"{key}: checkpoint file {path} does not exist (weights are never downloaded; "
                             f"put the file there or fix the path)")
+        elif Path(path).stat().st_size == 0:  # an interrupted copy or a placeholder: torch.load fails in the job
+            problems.append(f"{key}: checkpoint file {path} is empty (0 bytes); copy the real weights there")
     return problems
