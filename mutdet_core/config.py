@@ -104,7 +104,9 @@ def pseudo_label_block_problems(config: dict) -> list[str]:
     embeddings parameter dataclasses (keys, then constructed, so their own value checks run) and the
     keyword arguments of fit_clusters and inspect_store (keys)."""
     import dataclasses
-    import inspect
+
+    from .pseudo_labels.params import (CLUSTERING_KEYS, INSPECT_KEYS, EmbeddingParams, GraphSegmentationParams,
+                                       SamParams)  # torch-free: the dataclasses and keywords the jobs take
 
     pseudo = config.get("pseudo_labels") or {}
     masks = pseudo.get("masks") or {}
@@ -112,10 +114,6 @@ def pseudo_label_block_problems(config: dict) -> list[str]:
               "pseudo_labels/embeddings": pseudo.get("embeddings"),
               "pseudo_labels/clustering": pseudo.get("clustering"), "pseudo_labels/inspect": pseudo.get("inspect")}
     blocks = {key: block for key, block in blocks.items() if block}
-    if not blocks:  # empty blocks mean defaults; the classes below import torch, not worth it then
-        return []
-    from .pseudo_labels import EmbeddingParams, GraphSegmentationParams, SamParams, fit_clusters, inspect_store
-
     problems = []
     for key, cls in (("pseudo_labels/masks/classical", GraphSegmentationParams),
                      ("pseudo_labels/masks/sam", SamParams), ("pseudo_labels/embeddings", EmbeddingParams)):
@@ -129,14 +127,11 @@ def pseudo_label_block_problems(config: dict) -> list[str]:
             cls(**blocks[key])
         except (TypeError, ValueError) as err:
             problems.append(f"{key}: {err}")
-    # inspect_pseudo_labels passes its **kwargs on to inspect_store; the rules give the paths and overwrite
-    for key, func, given in (("pseudo_labels/clustering", fit_clusters,
-                              {"embedding_stores", "out_path", "overwrite"}),
-                             ("pseudo_labels/inspect", inspect_store, {"path", "out_dir"})):
+    # inspect_pseudo_labels passes its **kwargs on to inspect_store; the rules give the paths and overwrite.
+    # The key lists stand for the signatures of fit_clusters and inspect_store (tests/test_startup.py).
+    for key, known in (("pseudo_labels/clustering", CLUSTERING_KEYS), ("pseudo_labels/inspect", INSPECT_KEYS)):
         if key in blocks:
-            known = [n for n, p in inspect.signature(func).parameters.items()
-                     if n not in given and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-            problems += _unknown_keys(key, blocks[key], known)
+            problems += _unknown_keys(key, blocks[key], list(known))
     return problems
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .optim import DEFAULT_LR_MULT_KEYS
-from .schedule import decay_epochs_for
+from .defaults import DEFAULT_LR_MULT_KEYS, decay_epochs_for
 
 AMP_MODES = ("none", "bf16", "fp16")
 

@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-DEFAULT_LR_MULT_KEYS = ("backbone", "sampling_offsets", "reference_points")
+from .defaults import DEFAULT_LR_MULT_KEYS  # torch-free home (engine.config needs it without torch)
 
 
 def split_parameters(named_parameters: Iterable[tuple[str, nn.Parameter]], lr_mult_keys: Sequence[str]):

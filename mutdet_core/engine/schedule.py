@@ -17,19 +17,7 @@ from typing import Sequence
 
 import torch
 
-REFERENCE_EPOCHS = 36
-REFERENCE_DECAY_EPOCH = 32
-
-
-def decay_epochs_for(total_epochs: int) -> list[int]:
-    """Epochs (0-based: the decay applies from that epoch on) of the x0.1 step for a run of ``total_epochs``.
-
-    ``round(32 / 36 * total_epochs)``: 36 -> [32], 24 -> [21], 12 -> [11], 1 -> [1] (a decay at the end
-    of the run, i.e. none). Python rounds halves to even; no schedule used here sits on a half.
-    """
-    if int(total_epochs) != total_epochs or total_epochs < 1:
-        raise ValueError(f"total_epochs must be a positive integer, got {total_epochs!r}")
-    return [int(round(REFERENCE_DECAY_EPOCH / REFERENCE_EPOCHS * total_epochs))]
+from .defaults import REFERENCE_DECAY_EPOCH, REFERENCE_EPOCHS, decay_epochs_for  # noqa: F401  (torch-free)
 
 
 class WarmupStepSchedule:

@@ -42,6 +42,7 @@ from .criterion import build_criterion
 from .decoder import DeformableDecoder, build_decoder
 from .deformable_attention import MultiScaleDeformableAttention
 from .denoising import DenoisingGenerator, split_dn_outputs
+from .detector_config import CONFIG_KEYS
 from .encoder import DeformableEncoder, build_encoder
 from .heads import PredictionHeads
 from .neck import build_neck
@@ -243,14 +244,6 @@ class ARSDETR(nn.Module):
         enc = self.encode(images, padding_mask)
         num_matching = min(self.num_queries, enc["memory"].shape[1])
         return self.detect_from_memory(enc, self.prepare_denoising(targets, num_matching))
-
-
-CONFIG_KEYS = {
-    "variant", "num_classes", "backbone", "d_model", "n_heads", "n_levels", "n_points", "ffn_dim", "dropout",
-    "num_encoder_layers", "num_decoder_layers", "num_queries", "num_dn_queries", "dn_label_noise", "dn_box_noise",
-    "dn_angle_noise", "csl_sigma", "loss_weights", "released_l1_cost_quirk", "num_select", "denoising",
-    "rotated_attention", "aspect_ratio_weighting",
-}
 
 
 def build_detector(cfg: dict | None = None) -> tuple[ARSDETR, nn.Module, PostProcess]:

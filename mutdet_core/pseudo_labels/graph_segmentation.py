@@ -29,43 +29,12 @@ fields only SAM has (predicted IoU, prompt point) are NaN.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import cv2
 import numpy as np
 import torch
 import torchvision
 
-
-@dataclass(frozen=True)
-class GraphSegmentationParams:
-    """Parameters of the classical proposal method (config ``pseudo_labels.masks.classical``).
-
-    ``scale`` is Felzenszwalb's k for the finest scale in RGB 0-255 units (the same units as
-    scikit-image's ``scale``); ``num_scales`` scales ``k * 2**i`` are built. Areas are in pixels of the tile.
-    """
-
-    scale: float = 32.0
-    num_scales: int = 7
-    sigma: float = 0.8
-    min_size: int = 16
-    min_area: int = 24
-    max_area_fraction: float = 0.15
-    min_fill: float = 0.3
-    min_stability: float = 0.5
-    contrast_scale: float = 30.0
-    box_nms_thresh: float = 0.7
-    max_masks: int = 500
-
-    def __post_init__(self):
-        if self.scale <= 0 or self.num_scales < 2:
-            raise ValueError(f"graph segmentation: scale {self.scale} must be > 0 and num_scales "
-                             f"{self.num_scales} >= 2")
-        if not 0 < self.max_area_fraction <= 1 or not 0 <= self.min_fill <= 1 or not 0 <= self.min_stability <= 1:
-            raise ValueError("graph segmentation: max_area_fraction, min_fill and min_stability must be in [0, 1]")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .params import GraphSegmentationParams  # noqa: F401  (torch-free home, re-exported)
 
 
 def grid_edges(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:

