@@ -8,16 +8,20 @@
 
 ``records_to_dota_folder`` writes any of them in DOTA layout; ``images.load_image_rgb`` reads the pixels.
 """
-from .classes import (DIOR_R, DOTA_V1, FAIR1M, HRRSD, OHD_SJTU_L, OHD_SJTU_S, ClassList, get_class_list,
-                      normalize_dior_name)
-from .dior import read_dior_split, read_dior_xml
-from .dota import (drop_degenerate, polygon_areas, read_dota_folder, read_dota_txt, read_task1_folder,
-                   records_to_dota_folder, write_dota_txt, write_task1_folder)
-from .fair1m import read_fair1m_folder, read_fair1m_xml
-from .hrrsd import read_hrrsd_folder, read_hrrsd_split, read_hrrsd_xml
-from .images import ImageReadError, image_size, load_image_rgb
-from .ohd_sjtu import read_ohd_sjtu_folder, read_ohd_sjtu_txt
-from .records import ImageRecord, LabelFormatError
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "DIOR_R": ".classes", "DOTA_V1": ".classes", "FAIR1M": ".classes", "HRRSD": ".classes",
+    "OHD_SJTU_L": ".classes", "OHD_SJTU_S": ".classes", "ClassList": ".classes", "get_class_list": ".classes",
+    "normalize_dior_name": ".classes", "read_dior_split": ".dior", "read_dior_xml": ".dior",
+    "drop_degenerate": ".dota", "polygon_areas": ".dota", "read_dota_folder": ".dota", "read_dota_txt": ".dota",
+    "read_task1_folder": ".dota", "records_to_dota_folder": ".dota", "write_dota_txt": ".dota",
+    "write_task1_folder": ".dota", "read_fair1m_folder": ".fair1m", "read_fair1m_xml": ".fair1m",
+    "read_hrrsd_folder": ".hrrsd", "read_hrrsd_split": ".hrrsd", "read_hrrsd_xml": ".hrrsd",
+    "ImageReadError": ".images", "image_size": ".images", "load_image_rgb": ".images",
+    "read_ohd_sjtu_folder": ".ohd_sjtu", "read_ohd_sjtu_txt": ".ohd_sjtu", "ImageRecord": ".records",
+    "LabelFormatError": ".records",
+}
 
 __all__ = [
     "ClassList", "DIOR_R", "DOTA_V1", "FAIR1M", "HRRSD", "OHD_SJTU_L", "OHD_SJTU_S", "get_class_list",
@@ -28,3 +32,5 @@ __all__ = [
     "ImageReadError", "image_size", "load_image_rgb", "read_ohd_sjtu_folder", "read_ohd_sjtu_txt",
     "ImageRecord", "LabelFormatError",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -8,13 +8,18 @@ Typical use (a Snakemake rule script)::
     loader = build_train_loader(dataset, cfg.batch_size, collate_fn, seed=cfg.seed, num_workers=cfg.num_workers)
     result = train(model, criterion, loader, cfg, out_dir, device)
 """
-from .checkpoint import CheckpointError, atomic_save, load_checkpoint
-from .config import TrainConfig
-from .distributed import DistInfo, get_rank, get_world_size, init_distributed, is_main_process
-from .optim import build_optimizer
-from .sampler import SeededSampler, build_train_loader, split_key
-from .schedule import build_lr_scheduler, decay_epochs_for
-from .trainer import LAST, LossModule, default_forward, epoch_checkpoint_name, train
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "CheckpointError": ".checkpoint", "atomic_save": ".checkpoint", "load_checkpoint": ".checkpoint",
+    "TrainConfig": ".config", "DistInfo": ".distributed", "get_rank": ".distributed",
+    "get_world_size": ".distributed", "init_distributed": ".distributed", "is_main_process": ".distributed",
+    "build_optimizer": ".optim", "SeededSampler": ".sampler", "build_train_loader": ".sampler",
+    "split_key": ".sampler", "build_lr_scheduler": ".schedule", "decay_epochs_for": ".defaults",
+    "LAST": ".trainer",
+    "LossModule": ".trainer", "default_forward": ".trainer", "epoch_checkpoint_name": ".trainer",
+    "train": ".trainer",
+}
 
 __all__ = [
     "CheckpointError", "DistInfo", "LAST", "LossModule", "SeededSampler", "TrainConfig", "atomic_save",
@@ -22,3 +27,5 @@ __all__ = [
     "epoch_checkpoint_name", "get_rank", "get_world_size", "init_distributed", "is_main_process",
     "load_checkpoint", "split_key", "train",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

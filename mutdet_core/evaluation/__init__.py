@@ -6,15 +6,20 @@
 - :mod:`.polyiou` (the devkit's IoU, bit for bit), :mod:`.pair_iou` (fast path with exact decisions),
   :mod:`.ordering` (the devkit's tie order), :mod:`.matching`, :mod:`.ap`, :mod:`.nms`: the parts.
 """
-from .dota_eval import COCO_THRESHOLDS, CONVENTIONS, build_convention, evaluate_detections
-from .merge import (DEVKIT_RESULTMERGE, MUTDET_MERGE, MergeParams, build_merge_params, merge_detections,
-                    merge_task1_folder)
-from .nms import batched_poly_nms, poly_nms
-from .polyiou import iou_poly_pairs
-from .report import markdown_table, write_reports
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "COCO_THRESHOLDS": ".dota_eval", "CONVENTIONS": ".dota_eval", "build_convention": ".dota_eval",
+    "evaluate_detections": ".dota_eval", "DEVKIT_RESULTMERGE": ".merge", "MUTDET_MERGE": ".merge",
+    "MergeParams": ".merge", "build_merge_params": ".merge", "merge_detections": ".merge",
+    "merge_task1_folder": ".merge", "batched_poly_nms": ".nms", "poly_nms": ".nms", "iou_poly_pairs": ".polyiou",
+    "markdown_table": ".report", "write_reports": ".report",
+}
 
 __all__ = [
     "COCO_THRESHOLDS", "CONVENTIONS", "build_convention", "evaluate_detections", "DEVKIT_RESULTMERGE",
     "MUTDET_MERGE", "MergeParams", "build_merge_params", "merge_detections", "merge_task1_folder",
     "batched_poly_nms", "poly_nms", "iou_poly_pairs", "markdown_table", "write_reports",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -12,16 +12,17 @@ One entry function per stage, each reading the previous stage's Zarr store and w
     inspect_store(store, out_dir) / inspect_pseudo_labels(...)     inspection.py (pictures, statistics)
     export_pseudo_labels(pseudo_labels, out_dir)                    export.py     (DOTA txt + .npy)
 """
-from .artifact import StageError, open_stage
-from .boxes import masks_to_boxes, open_boxes
-from .clustering import assign_pseudo_labels, fit_clusters, open_clusters, open_pseudo_labels
-from .embeddings import EmbeddingParams, extract_embeddings, open_embeddings
-from .export import export_pseudo_labels
-from .graph_segmentation import GraphSegmentationParams
-from .inspection import inspect_pseudo_labels, inspect_store
-from .masks import generate_masks, open_masks, read_tile_masks
-from .oracle import ground_truth_boxes
-from .sam import CheckpointError, SamParams
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "StageError": ".artifact", "open_stage": ".artifact", "masks_to_boxes": ".boxes", "open_boxes": ".boxes",
+    "assign_pseudo_labels": ".clustering", "fit_clusters": ".clustering", "open_clusters": ".clustering",
+    "open_pseudo_labels": ".clustering", "EmbeddingParams": ".params", "extract_embeddings": ".embeddings",
+    "open_embeddings": ".embeddings", "export_pseudo_labels": ".export",
+    "GraphSegmentationParams": ".params", "inspect_pseudo_labels": ".inspection",
+    "inspect_store": ".inspection", "generate_masks": ".masks", "open_masks": ".masks", "read_tile_masks": ".masks",
+    "ground_truth_boxes": ".oracle", "CheckpointError": ".params", "SamParams": ".params",
+}
 
 __all__ = [
     "StageError", "CheckpointError", "open_stage", "generate_masks", "open_masks", "read_tile_masks",
@@ -29,3 +30,5 @@ __all__ = [
     "open_clusters", "assign_pseudo_labels", "open_pseudo_labels", "inspect_store", "inspect_pseudo_labels",
     "export_pseudo_labels", "GraphSegmentationParams", "SamParams", "EmbeddingParams",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -10,13 +10,15 @@
 Training runs are resumable (the engine's ``last.pth``) and idempotent: a rerun that finds a finished run
 of the same inputs and settings returns at once; a folder holding another run is an error (record.py).
 """
-from .evaluate import evaluate_run
-from .finetune import finetune_run
-from .inference import predict_run
-from .pretrain import pretrain_run
-from .pseudo_dataset import PseudoLabelledTiles, build_pretraining_dataset
-from .record import RunFolderError
-from .settings import DataConfig
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "evaluate_run": ".evaluate", "finetune_run": ".finetune", "predict_run": ".inference",
+    "pretrain_run": ".pretrain", "PseudoLabelledTiles": ".pseudo_dataset",
+    "build_pretraining_dataset": ".pseudo_dataset", "RunFolderError": ".record", "DataConfig": ".settings",
+}
 
 __all__ = ["DataConfig", "PseudoLabelledTiles", "RunFolderError", "build_pretraining_dataset", "evaluate_run",
            "finetune_run", "predict_run", "pretrain_run"]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -3,8 +3,13 @@
 ``generate_synthetic_dataset`` writes a DOTA-layout dataset; ``generate_scene`` makes one image;
 ``draw_scene_grid`` draws labelled scenes for the README and for inspection.
 """
-from .dataset import SYNTHETIC_CLASSES, generate_synthetic_dataset
-from .preview import draw_scene_grid
-from .scene import THEMES, Scene, generate_scene
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "SYNTHETIC_CLASSES": ".dataset", "generate_synthetic_dataset": ".dataset", "draw_scene_grid": ".preview",
+    "THEMES": ".scene", "Scene": ".scene", "generate_scene": ".scene",
+}
 
 __all__ = ["SYNTHETIC_CLASSES", "THEMES", "Scene", "draw_scene_grid", "generate_scene", "generate_synthetic_dataset"]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
