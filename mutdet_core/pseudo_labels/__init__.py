@@ -18,7 +18,7 @@ _EXPORTS = {
     "StageError": ".artifact", "open_stage": ".artifact", "masks_to_boxes": ".boxes", "open_boxes": ".boxes",
     "assign_pseudo_labels": ".clustering", "fit_clusters": ".clustering", "open_clusters": ".clustering",
     "open_pseudo_labels": ".clustering", "EmbeddingParams": ".params", "extract_embeddings": ".embeddings",
-    "open_embeddings": ".embeddings", "export_pseudo_labels": ".export",
+    "open_embeddings": ".stores", "export_pseudo_labels": ".export",
     "GraphSegmentationParams": ".params", "inspect_pseudo_labels": ".inspection",
     "inspect_store": ".inspection", "generate_masks": ".masks", "open_masks": ".masks", "read_tile_masks": ".masks",
     "ground_truth_boxes": ".oracle", "CheckpointError": ".params", "SamParams": ".params",

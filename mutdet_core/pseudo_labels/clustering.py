@@ -28,12 +28,11 @@ import logging
 import math
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pandas as pd
 
 from .artifact import StageError, StageWriter, existing_output, input_entry, open_stage, stage_fingerprint
-from .embeddings import open_embeddings
+from .stores import open_embeddings  # not .embeddings: the assignment job needs no torch
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +126,8 @@ def spherical_kmeans(x: np.ndarray, k: int, niter: int = 20, nredo: int = 1, see
     ``init``: ``"kmeans++"`` (default) or ``"random"`` (faiss' own: k random rows). On a 50k x 256 mixture
     with 256 clusters, random seeding ended 2.2 % above scikit-learn's objective and k-means++ seeding
     1 %; the seeding costs ~1 s. Seeded; on CPU the result is reproducible for a machine and thread count."""
+    import faiss  # here, not at the top: assign_pseudo_labels (a job of its own) needs no faiss
+
     x = np.ascontiguousarray(x, dtype=np.float32)
     if init not in ("kmeans++", "random"):
         raise ValueError(f"k-means init must be 'kmeans++' or 'random', got {init!r}")

@@ -31,16 +31,16 @@ import torchvision
 from tqdm import tqdm
 
 from ..tiling.store import TileStore
-from .artifact import StageWriter, check_input, existing_output, input_entry, open_stage, stage_fingerprint
+from .artifact import StageWriter, check_input, existing_output, input_entry, stage_fingerprint
 from .boxes import open_boxes
 from .crops import rotated_crops
 from ..models.efficientnet_lite import ImageNetToLiteInput, build_efficientnet_lite
 from .params import ARCHS, EmbeddingParams  # noqa: F401  (torch-free home, re-exported)
+from .stores import EMBEDDINGS_FORMAT as FORMAT, open_embeddings  # noqa: F401  (torch-free: clustering reads it)
 from .sam import CheckpointError, load_into, load_state_dict, resolve_device
 
 log = logging.getLogger(__name__)
 
-FORMAT = "mutdet-embeddings"
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -189,8 +189,3 @@ def extract_embeddings(tile_store, boxes_store, out_path, params: EmbeddingParam
             writer.append_tile(i, {"features": features})
         path = writer.finish()
     return path
-
-
-def open_embeddings(path):
-    """Open a finished embeddings store (``StageError`` otherwise)."""
-    return open_stage(path, FORMAT)

@@ -29,9 +29,9 @@ from .artifact import StageError, check_input, open_stage
 from .boxes import FORMAT as BOXES_FORMAT
 from .clustering import PSEUDO_LABELS_FORMAT
 from .crops import rotated_crops_rgb
-from .embeddings import FORMAT as EMBEDDINGS_FORMAT
 from .masks import FORMAT as MASKS_FORMAT, read_tile_masks
 from .quality import QualityAccumulator, purity_per_cluster
+from .stores import EMBEDDINGS_FORMAT
 
 log = logging.getLogger(__name__)
 
