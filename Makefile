@@ -21,7 +21,7 @@ run: setup
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: setup
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=15
 
 lint: setup
 	$(VENV)/bin/snakemake --lint
