@@ -56,8 +56,9 @@ def plot_ap_curves(frame: pd.DataFrame, out_png, title: str = "AP50 per fine-tun
                 continue
             stats = runs.groupby("epoch")[metric].agg(["mean", "min", "max", "size"])
             colour = f"C{k}"
+            name = "none (no pre-training)" if init == "none" else method_label(init)
             ax.plot(stats.index, stats["mean"], styles[init], color=colour, marker="o", ms=3,
-                    label=f"{method_label(init)} (n={int(stats['size'].max())})")
+                    label=f"{name} (n={int(stats['size'].max())})")
             ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.15, lw=0)
         ax.set_title(f"{fraction * 100:g} % of the labelled images")
         ax.set_xlabel("fine-tuning epoch")
