@@ -247,8 +247,9 @@ def test_paper_profile_as_typed_reads_the_paper_config(repo_root):
 def test_slurm_profile_settings_reach_the_jobs(repo_root):
     """Nothing local overrides the cluster profile: its threads and GPU counts are what a job gets (a
     profiles/default would be loaded as the workflow profile and cap every job at its `cores`)."""
-    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "--configfile", "config.yaml", "-n"], cwd=repo_root,
-                          capture_output=True, text=True, timeout=300)
+    # --forceall: every job is planned whatever a local results/ folder already holds
+    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "-n", "--forceall", "--configfile", "config.yaml"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())
