@@ -187,3 +187,17 @@ def test_empty_image_folder_stops_the_dry_run(repo_root, tmp_path):
     assert proc.returncode != 0
     assert f"image folder {tmp_path / 'dota/train/images'} holds no image file" in out, out[-3000:]
     assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+def test_flat_dota_folder_is_one_split(shared_data):
+    """A flat images/ + labelTxt/ folder (DOTA's own samples, most users' imagery) reads as one split."""
+    from mutdet_core.datasets.splits import check_dataset_layout, load_split, split_inputs
+
+    entry = {"source": "dota", "root": str(shared_data / "dota_sample"), "classes": "dota_v1", "splits": ["all"]}
+    assert check_dataset_layout(entry, "mine") == []
+    assert split_inputs(entry, "mine", "all") == [shared_data / "dota_sample"]
+    records = load_split(entry, "mine", "all")
+    assert len(records) == 6 and sum(len(r.classes) for r in records) == 694
+    entry["splits"] = ["train", "val"]
+    problems = check_dataset_layout(entry, "mine")
+    assert len(problems) == 1 and "one flat folder" in problems[0] and "splits: [all]" in problems[0]

@@ -278,3 +278,17 @@ def test_bad_run_config_stops_at_dag_time(repo_root, tmp_path, change, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+def test_own_imagery_example_plans_pseudo_labels_only(repo_root):
+    """configs/own_imagery.yaml (README): a flat images/ + labelTxt/ folder as a one-split dataset, the
+    pseudo-label chain and its inspection, no training job."""
+    if not (repo_root.parent / "shared/data/dota_sample/images").is_dir():
+        pytest.skip("the example reads ../shared/data/dota_sample (the repository's real fixtures)")
+    proc = subprocess.run([SNAKEMAKE, "-n", "--forceall", "--configfile", "configs/own_imagery.yaml"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert {k: counts.get(k) for k in ("tile", "pseudo_masks", "pseudo_inspect", "pretrain", "finetune")} == {
+        "tile": 1, "pseudo_masks": 1, "pseudo_inspect": 1, "pretrain": None, "finetune": None}
+    assert "results_own/pseudo_labels/my_scenes/my_scenes/all/inspect" in proc.stdout

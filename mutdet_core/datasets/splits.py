@@ -35,12 +35,24 @@ def dataset_root(entry: dict, name: str, results_dir="results") -> Path:
     return Path(entry["root"])
 
 
+def is_flat_dota(entry: dict) -> bool:
+    """A DOTA-layout dataset given as one flat folder (``<root>/images`` + ``<root>/labelTxt``, as DOTA's own
+    devkit samples and most users' imagery come) instead of ``<root>/<split>/images``: its one split is the
+    root itself, whatever the split is called."""
+    return entry["source"] == "dota" and bool(entry.get("root")) and (Path(entry["root"]) / "images").is_dir()
+
+
+def split_folder(entry: dict, root: Path, split: str) -> Path:
+    """The folder holding a split's ``images`` / ``labelTxt`` (the root itself for a flat DOTA folder)."""
+    return Path(root) if is_flat_dota(entry) else Path(root) / split
+
+
 def split_inputs(entry: dict, name: str, split: str, results_dir="results") -> list[Path]:
     """Folders a split is read from (Snakemake tracks them as rule inputs)."""
     root = dataset_root(entry, name, results_dir)
     source = entry["source"]
     if source in ("synthetic", "dota", "fair1m", "hrrsd", "ohd_sjtu"):
-        return [root] if source == "synthetic" else [root / split]
+        return [root] if source == "synthetic" else [split_folder(entry, root, split)]
     if source == "dior_r":
         return [root]
     raise ValueError(f"dataset {name!r}: unknown source {source!r}")
@@ -57,6 +69,12 @@ def check_dataset_layout(entry: dict, name: str) -> list[str]:
     if not root.is_dir():
         return [f"dataset {name!r}: root {root} does not exist"]
     source = entry["source"]
+    if is_flat_dota(entry):
+        splits = entry.get("splits", [])
+        if len(splits) != 1:
+            return [f"dataset {name!r}: {root} is one flat folder (images/ + labelTxt/), so it is one split; "
+                    f"list exactly one split name (e.g. splits: [all]), got {splits}"]
+        return _image_folder_problems(name, root / "images")
     if source in ("dota", "ohd_sjtu", "fair1m", "hrrsd"):
         for split in entry.get("splits", []):
             if not (root / split).is_dir():
@@ -107,7 +125,7 @@ def load_split(entry: dict, name: str, split: str, results_dir="results", root=N
     labelled = entry.get("labelled", True)
     source = entry["source"]
     if source in ("synthetic", "dota"):
-        base = root / split
+        base = split_folder(entry, root, split) if source == "dota" else root / split
         labels = base / "labelTxt"
         return read_dota_folder(base / "images", labels if labels.is_dir() or labelled else None,
                                 class_names=classes, require_labels=labelled)
