@@ -24,12 +24,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD  # the pipeline's normalisation
 # the variants, the weight packages and their files: torch-free, so the DAG-time checks read them alone
 from .lite_weights import (FEATURE_DIM, IMAGENET_WEIGHTS, LITE_VARIANTS, WeightPackageMissing,  # noqa: F401
                            _check_variant, lite_weights_file, resolve_lite_weights)
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
 LITE_MEAN = (127.5, 127.5, 127.5)
 LITE_STD = (127.5, 127.5, 127.5)
 

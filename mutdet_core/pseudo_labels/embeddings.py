@@ -41,8 +41,7 @@ from .sam import CheckpointError, load_into, load_state_dict, resolve_device
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402  (one definition of the normalisation)
 
 
 class CropEmbedder(torch.nn.Module):

@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from ..tables.render import method_label  # noqa: E402
 from ..tables.results import read_summary  # noqa: E402
+from .curves import save_figure  # noqa: E402
 
 CURVE_COLUMNS = ["init", "fraction", "seed", "epoch", "AP50", "AP75"]
 
@@ -66,13 +67,7 @@ def plot_ap_curves(frame: pd.DataFrame, out_png, title: str = "AP50 per fine-tun
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{title} (mean over seeds; band = min..max)")
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(out_png.stem + ".part.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(out_png)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def write_ap_curves(cells, evaluations, out_png, out_csv, title: str = "AP50 per fine-tuning epoch") -> pd.DataFrame:

@@ -48,6 +48,13 @@ def plot_run_losses(losses_csv, out_png, title: str | None = None) -> Path:
     if terms:
         ax_terms.legend(fontsize=7, ncol=2)
     fig.suptitle(title or str(losses_csv.parent))
+    return save_figure(fig, out_png)
+
+
+def save_figure(fig, out_png) -> Path:
+    """Lay out, write and close ``fig``; written beside ``out_png`` and renamed, so a killed job never
+    leaves a half-written picture under the final name."""
+    out_png = Path(out_png)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_png.with_name(out_png.stem + ".part.png")

