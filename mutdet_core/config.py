@@ -69,28 +69,16 @@ def _schema_message(err) -> str:
 
 
 def tiling_problems(config: dict) -> list[str]:
-    """The sizes/gaps/rates checks of TilingParams (mutdet_core/tiling/windows.py) on every
+    """The checks of TilingParams (mutdet_core/tiling/params.py, one definition for both) on every
     datasets.<name>.tiling block, so a bad pair stops here and not in a tile job after others ran."""
+    from .tiling.params import tiling_problems as block_problems  # shapely- and torch-free
+
     problems = []
     for name, entry in (config.get("datasets") or {}).items():
         tiling = entry.get("tiling") or {}
-        sizes, gaps, rates = tiling.get("sizes", [800]), tiling.get("gaps", [200]), tiling.get("rates", [1.0])
-        key = f"datasets/{name}/tiling"
-        if len(sizes) != len(gaps):
-            problems.append(f"{key}: {len(sizes)} sizes {sizes} but {len(gaps)} gaps {gaps}; give one gap per size")
-            continue
-        if len(sizes) > 1 and len(rates) > 1:
-            problems.append(f"{key}: several sizes {sizes} and several rates {rates}; give one or the other "
-                            f"(as mmrotate)")
-        for size, gap in zip(sizes, gaps):
-            if gap >= size:
-                problems.append(f"{key}: gap {gap} >= size {size} (of sizes {sizes}, gaps {gaps}); the gap is "
-                                f"the overlap of neighbouring windows (stride = size - gap): make it smaller")
-                continue
-            for rate in rates:  # a rate rescales both (int(size / rate)); truncation can close the stride
-                if int(gap / rate) >= int(size / rate):
-                    problems.append(f"{key}: at rate {rate} size {size} / gap {gap} become {int(size / rate)} / "
-                                    f"{int(gap / rate)} px, leaving no stride; lower the rate or the gap")
+        problems += [f"datasets/{name}/tiling: {problem}" for problem in block_problems(
+            tiling.get("sizes", [800]), tiling.get("gaps", [200]), tiling.get("rates", [1.0]),
+            tiling.get("iof_thr", 0.7))]
     return problems
 
 

@@ -220,3 +220,5 @@ def test_invalid_params():
         TilingParams(sizes=(800,), gaps=(800,))
     with pytest.raises(ValueError, match="sizes"):
         TilingParams(sizes=(800, 1024), gaps=(200,))
+    with pytest.raises(ValueError, match="leaving no stride"):  # the same check as the config's (one definition)
+        TilingParams(sizes=(16,), gaps=(15,), rates=(32.0,))

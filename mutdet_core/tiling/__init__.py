@@ -2,7 +2,7 @@
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "TileStore": ".store", "TileStoreError": ".store", "TilingParams": ".windows", "parse_tile_name": ".windows",
+    "TileStore": ".store", "TileStoreError": ".store", "TilingParams": ".params", "parse_tile_name": ".windows",
     "sliding_windows": ".windows", "tile_name": ".windows",
 }
 

@@ -6,19 +6,9 @@ from pathlib import Path
 
 from ..datasets.splits import load_split, resolve_classes
 from .tiler import tile_split
-from .windows import TilingParams
+from .params import tiling_params
 
 log = logging.getLogger(__name__)
-
-
-def tiling_params(cfg: dict) -> TilingParams:
-    """TilingParams from a config ``tiling`` block (schema defaults already filled in)."""
-    return TilingParams(
-        sizes=tuple(cfg.get("sizes", [800])), gaps=tuple(cfg.get("gaps", [200])),
-        rates=tuple(float(r) for r in cfg.get("rates", [1.0])),
-        img_rate_thr=float(cfg.get("img_rate_thr", 0.6)), iof_thr=float(cfg.get("iof_thr", 0.7)),
-        padding_value=tuple(cfg.get("padding_value", [104, 116, 124])),
-    )
 
 
 def tile_dataset_split(entry: dict, name: str, split: str, out_path, results_dir="results",

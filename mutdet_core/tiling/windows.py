@@ -14,44 +14,9 @@ from math import ceil
 import numpy as np
 import shapely
 
+from .params import TilingParams  # its home is shapely-free: the DAG-time config check uses it too
+
 EPS_IMG_RATE = 0.01
-
-
-@dataclass(frozen=True)
-class TilingParams:
-    """How an image is cut into tiles (SPEC 2.1; mmrotate ``ss_*.json`` plus MutDet's 800/200).
-
-    ``sizes`` and ``gaps`` are the window size and overlap at rate 1. A rate changes the window, not the
-    image: ``size = int(size / rate)`` as in mmrotate (the network's resize scales the patch later).
-    ``padding_value`` is BGR like mmrotate's (104, 116, 124).
-    """
-
-    sizes: tuple[int, ...] = (800,)
-    gaps: tuple[int, ...] = (200,)
-    rates: tuple[float, ...] = (1.0,)
-    img_rate_thr: float = 0.6
-    iof_thr: float = 0.7
-    padding_value: tuple[int, int, int] = (104, 116, 124)
-
-    def __post_init__(self):
-        if len(self.sizes) != len(self.gaps):
-            raise ValueError(f"tiling: {len(self.sizes)} sizes but {len(self.gaps)} gaps")
-        if len(self.sizes) != 1 and len(self.rates) != 1:
-            raise ValueError("tiling: give several sizes or several rates, not both (as mmrotate)")
-        for size, gap in zip(self.sizes, self.gaps):
-            if not 0 <= gap < size:
-                raise ValueError(f"tiling: gap {gap} must be in [0, size {size})")
-        if not 0 <= self.iof_thr <= 1:
-            raise ValueError(f"tiling: iof_thr {self.iof_thr} must be in [0, 1]")
-        if any(r <= 0 for r in self.rates):
-            raise ValueError(f"tiling: rates must be positive, got {self.rates}")
-
-    def window_sizes(self) -> list[tuple[int, int]]:
-        """(size, gap) pairs after applying the rates, in mmrotate's order."""
-        pairs = []
-        for rate in self.rates:
-            pairs += [(int(size / rate), int(gap / rate)) for size, gap in zip(self.sizes, self.gaps)]
-        return pairs
 
 
 def sliding_windows(width: int, height: int, params: TilingParams) -> np.ndarray:
