@@ -166,6 +166,20 @@ def load_config(path=None, overrides: dict | None = None) -> dict:
     return validate_config(config, source=str(path))
 
 
+def read_overlays(paths) -> dict:
+    """Config files merged in order (dicts merge, other values replace), as Snakemake merges several
+    ``--configfile`` values; {} for none. Validated only as part of the config they overlay."""
+    merged: dict = {}
+    for path in map(Path, paths or []):
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            merged = deep_update(merged, yaml.safe_load(path.read_text()) or {})
+        except yaml.YAMLError as err:
+            raise ConfigError(_yaml_message(path, err)) from None
+    return merged
+
+
 def _yaml_message(path, err: yaml.YAMLError) -> str:
     """One line, ``FILE:LINE:COLUMN: not valid YAML: problem`` (1-based, as editors count)."""
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)

@@ -35,8 +35,10 @@ def reference_crop(image: np.ndarray, rbox, size: int, enlarge: float) -> np.nda
 
 
 def test_batched_crops_match_per_crop_warp_affine(chain):
-    """All boxes of a real tile (resized to 1024 px, ImageNet-normalised), 224 px crops: one affine_grid +
-    grid_sample call vs one cv2.warpAffine per box. Both are bilinear at the same positions, so they differ
+    """All boxes of a real tile (resized to 1024 px, ImageNet-normalised), 224 px crops with one sample per
+    pixel and zeros outside (sampling_ratio 1, edge_rule zero; the release's 2 x 2 samples and edge rule are
+    checked against mmcv in test_pseudo_crops.py): one affine_grid + grid_sample call vs one
+    cv2.warpAffine per box. Both are bilinear at the same positions, so they differ
     only by float32 rounding of the sampling positions (affine_grid normalises them to [-1, 1] and
     grid_sample maps them back; ~1e-4 px at 1024 px) times the local image gradient. Measured on these
     tiles: mean |difference| per crop <= 1.5e-5, largest single value 3.3e-4, in normalised units where the
@@ -47,7 +49,7 @@ def test_batched_crops_match_per_crop_warp_affine(chain):
     rboxes = boxes.read("rbox", 0).astype(np.float64)
     rboxes[:, :4] *= scale
     rboxes[0, :2] = [3.0, 1020.0]  # one box half outside the image: zero padding must agree too
-    crops = rotated_crops(image, torch.as_tensor(rboxes, dtype=torch.float32), 224, 1.5).numpy()
+    crops = rotated_crops(image, torch.as_tensor(rboxes, dtype=torch.float32), 224, 1.5, 1, "zero").numpy()
     hwc = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
     diffs = []
     for crop, rbox in zip(crops, rboxes):
@@ -60,16 +62,18 @@ def test_batched_crops_match_per_crop_warp_affine(chain):
 
 
 def test_axis_aligned_crop_is_the_resized_region():
-    """theta = 0, enlarge 1: the crop of a box equals cv2.resize of that region (same bilinear sampling)."""
+    """theta = 0, enlarge 1, one sample per pixel: the crop of a box equals cv2.resize of that region (same
+    bilinear sampling)."""
     rng = np.random.default_rng(0)
     image = rng.random((3, 64, 80)).astype(np.float32)
-    crop = rotated_crops(torch.from_numpy(image), torch.tensor([[40.0, 32.0, 32.0, 16.0, 0.0]]), 64, 1.0)[0]
+    crop = rotated_crops(torch.from_numpy(image), torch.tensor([[40.0, 32.0, 32.0, 16.0, 0.0]]), 64, 1.0, 1)[0]
     region = image[:, 24:40, 24:56].transpose(1, 2, 0)
     expected = cv2.resize(region, (64, 64), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
     inner = (slice(None), slice(2, -2), slice(2, -2))  # the border rows see outside the region in the crop
     assert np.abs(crop.numpy()[inner] - expected[inner]).max() < 1e-5
     # rotating the box by pi gives the same crop turned by 180 degrees
-    flipped = rotated_crops(torch.from_numpy(image), torch.tensor([[40.0, 32.0, 32.0, 16.0, -np.pi]]), 64, 1.0)[0]
+    flipped = rotated_crops(torch.from_numpy(image), torch.tensor([[40.0, 32.0, 32.0, 16.0, -np.pi]]), 64, 1.0,
+                            1)[0]
     assert torch.allclose(flipped, crop.flip(1, 2), atol=1e-4)
 
 
@@ -84,7 +88,8 @@ def test_embedding_store_is_row_aligned_and_matches_a_direct_computation(chain):
     rbox = boxes.read("rbox", 1)[3:5].copy()
     rbox[:, :4] *= scale
     with torch.no_grad():
-        crops = rotated_crops(normalise(resized, "cpu"), torch.as_tensor(rbox), params.crop_size, params.enlarge)
+        crops = rotated_crops(normalise(resized, "cpu"), torch.as_tensor(rbox), params.crop_size, params.enlarge,
+                              params.sampling_ratio, params.edge_rule)
         direct = net(crops).numpy()
     assert np.allclose(emb.read("features", 1)[3:5], direct, atol=1e-4)
 

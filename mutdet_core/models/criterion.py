@@ -12,8 +12,13 @@ For each prediction stage the matcher pairs queries with ground truths, then the
 - 'rotated_boxes' -> loss_bbox:  L1 on (cx, cy, w, h, theta); loss_iou: -log(rotated IoU) (plain Rotated
                                  D-DETR; its angle is regressed, so there is no loss_angle).
 
-num_pos = number of ground truths in the batch, averaged over DDP ranks when torch.distributed is
-initialised (mmdet ``reduce_mean``, as ``sync_cls_avg_factor=True`` does), clamped to >= 1.
+num_pos = number of **matched positives** of the stage in the batch (sum over images of min(Q, n) for a
+stage of Q predictions and n ground truths), averaged over DDP ranks when torch.distributed is initialised
+(mmdet ``reduce_mean``, as ``sync_cls_avg_factor=True`` does), clamped to >= 1. This is the released ARS-DETR
+/ MutDet head: ``get_targets`` counts the Hungarian assigner's positive indices (``num_total_pos``) and every
+loss of ``loss_single`` divides by it. DETR divides by the number of ground truths instead; the two agree
+while every image has n <= Q and differ when it has more boxes than queries (pre-training on up to 1,000
+SAM boxes with 300 queries): each positive then weighs n / min(Q, n) times more than under DETR's rule.
 
 Stages and key names (weights are those of the base key, see ``resolve_loss_weight``):
 - last decoder layer: ``loss_cls``, ``loss_bbox``, ``loss_iou``, ``loss_angle``
@@ -21,7 +26,8 @@ Stages and key names (weights are those of the base key, see ``resolve_loss_weig
 - encoder proposals (``enc_outputs``, all tokens, class-agnostic: every label is 0): prefix ``enc_``
 - denoising (``dn_outputs``, all L layers): prefix ``dn_``, suffix ``_{l}`` for layers l = 0..L-2. Positive
   slot g*2M + i is paired with ground truth i; every DN slot gets the classification loss (negatives and
-  padding have an all-zero target); normalised by num_pos_dn = G * num_gts.
+  padding have an all-zero target); normalised by num_pos_dn = G * num_gts (every DN positive is matched by
+  construction, as released ``get_dn_target``).
 """
 from __future__ import annotations
 
@@ -57,6 +63,12 @@ def average_num_pos(num: float, device) -> float:
         dist.all_reduce(value)
         value = value / dist.get_world_size()
     return max(value.item(), 1.0)
+
+
+def num_matched(indices: list[tuple[Tensor, Tensor]], device) -> float:
+    """The released loss normaliser of a matched stage: its positives (sum of min(Q, n_b) Hungarian pairs over
+    the batch), averaged over DDP ranks, >= 1 (see the module docstring)."""
+    return average_num_pos(sum(len(src) for src, _ in indices), device)
 
 
 def resolve_loss_weight(key: str, base_weights: dict) -> float:
@@ -218,17 +230,16 @@ class SetCriterion(nn.Module):
                              f"criterion expects {self.num_classes}")
         targets = self.prepare_targets(targets)
         device = outputs["pred_logits"].device
-        num_pos = average_num_pos(sum(len(t["labels"]) for t in targets), device)
 
         last = {k: outputs[k] for k in PRED_KEYS if k in outputs}
         indices = self.matcher(last, targets)
-        losses = self.stage_losses(last, targets, indices, num_pos)
+        losses = self.stage_losses(last, targets, indices, num_matched(indices, device))
 
         aux_indices = []
         for i, aux in enumerate(outputs.get("aux_outputs") or []):
             aux_idx = self.matcher(aux, targets)
             aux_indices.append(aux_idx)
-            losses.update(self.stage_losses(aux, targets, aux_idx, num_pos, suffix=f"_{i}"))
+            losses.update(self.stage_losses(aux, targets, aux_idx, num_matched(aux_idx, device), suffix=f"_{i}"))
 
         enc_indices = None
         if outputs.get("enc_outputs") is not None:
@@ -236,7 +247,8 @@ class SetCriterion(nn.Module):
             # Class-agnostic proposals: every ground truth is class 0 (released binary_labels_list).
             enc_targets = [dict(t, labels=torch.zeros_like(t["labels"])) for t in targets]
             enc_indices = self.matcher(enc, enc_targets)
-            losses.update(self.stage_losses(enc, enc_targets, enc_indices, num_pos, prefix="enc_"))
+            losses.update(self.stage_losses(enc, enc_targets, enc_indices, num_matched(enc_indices, device),
+                                            prefix="enc_"))
 
         dn_indices = None
         if outputs.get("dn_outputs") is not None:

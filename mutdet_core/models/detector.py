@@ -20,6 +20,11 @@ Config dict (every key optional; defaults = the paper / released ResNet-50 DOTA 
     num_dn_queries 100, dn_label_noise 0.5, dn_box_noise 0.4, dn_angle_noise 0.02,
     csl_sigma 6.0 (csl_ddetr), loss_weights {loss_cls 2, loss_bbox 2, loss_iou 5, loss_angle 2},
     released_l1_cost_quirk False (matcher), num_select 300 (postprocess top-k),
+    released_attention_init False: True leaves the rotated MSDA's ``sampling_offsets`` / ``attention_weights``
+        weights Xavier-initialised as the release does (docs/detector_decisions.md decision 19); False gives
+        every MSDA mmcv's zero init,
+    mask_invalid_proposals True: padded / out-of-range proposal tokens get -inf before the two-stage top-K
+        (decision 7); False ranks them by their logit as the release does,
     overrides of the variant table: denoising, rotated_attention, aspect_ratio_weighting (bool).
 
 Model input: images (B, 3, H, W) normalised by the data pipeline, optional padding_mask (B, H, W) bool
@@ -48,6 +53,7 @@ from .heads import PredictionHeads
 from .neck import build_neck
 from .position_encoding import PositionEmbeddingSine, build_position_encoding
 from .postprocess import PostProcess
+from .rotated_deformable_attention import RotatedMultiScaleDeformableAttention
 from .two_stage import TwoStageProposals, gen_encoder_output_proposals, select_topk
 
 PRED_KEYS = ("pred_logits", "pred_boxes", "pred_angle_logits", "pred_angles")
@@ -75,7 +81,8 @@ class ARSDETR(nn.Module):
     def __init__(self, backbone: nn.Module, neck: nn.Module, position_encoding: PositionEmbeddingSine,
                  encoder: DeformableEncoder, two_stage: TwoStageProposals, decoder: DeformableDecoder,
                  heads: PredictionHeads, angle_coder: nn.Module, num_queries: int = 300,
-                 denoising: DenoisingGenerator | None = None):
+                 denoising: DenoisingGenerator | None = None, released_attention_init: bool = False,
+                 mask_invalid_proposals: bool = True):
         super().__init__()
         self.backbone = backbone
         self.neck = neck
@@ -87,6 +94,8 @@ class ARSDETR(nn.Module):
         self.angle_coder = angle_coder
         self.num_queries = num_queries
         self.denoising = denoising
+        self.released_attention_init = released_attention_init
+        self.mask_invalid_proposals = mask_invalid_proposals
         d_model = encoder.level_embed.shape[1]
         if decoder.style == "dino":
             # Learned content queries, the same for every image (DN variant, A.1 "Queries").
@@ -97,9 +106,10 @@ class ARSDETR(nn.Module):
         """Released init: Xavier-uniform for every >1-d transformer parameter, then each deformable
         attention's own init, the level embedding and query embedding normal(0, 1).
 
-        Deliberate fix: the release re-initialises only mmcv's plain MSDA after the Xavier pass, so the
-        rotated attention's offset and attention weights stay Xavier; here every (rotated) MSDA gets the
-        zero-weight mmcv init (see docs/detector_decisions.md).
+        The release re-initialises only mmcv's plain MSDA after the Xavier pass, so the rotated attention's
+        ``sampling_offsets.weight`` and ``attention_weights.weight`` stay Xavier (its biases keep the mmcv
+        init of its constructor): ``released_attention_init=True``. By default (False) every (rotated) MSDA
+        gets the zero-weight mmcv init (docs/detector_decisions.md decision 19, docs/fidelity.md).
         """
         for module in (self.encoder, self.two_stage, self.decoder):
             for p in module.parameters():
@@ -107,6 +117,8 @@ class ARSDETR(nn.Module):
                     nn.init.xavier_uniform_(p)
             for m in module.modules():
                 if isinstance(m, MultiScaleDeformableAttention):
+                    if self.released_attention_init and isinstance(m, RotatedMultiScaleDeformableAttention):
+                        continue  # constructor init, then the Xavier pass: the released state
                     m.reset_parameters()
         nn.init.normal_(self.encoder.level_embed)
         if hasattr(self, "query_embedding"):
@@ -180,7 +192,9 @@ class ARSDETR(nn.Module):
         num_stages = self.decoder.num_layers
         enc_outputs, enc_box_unact = self.heads(num_stages, output_memory, proposals, self.angle_coder)
         scores = enc_outputs["pred_logits"][..., 0] if selection_scores is None else selection_scores
-        topk = select_topk(scores, valid, self.num_queries)
+        # released: no masking, an invalid token competes with the logit of its zeroed memory (decision 7)
+        topk = select_topk(scores, valid if self.mask_invalid_proposals else torch.ones_like(valid),
+                           self.num_queries)
         enc_outputs["topk_indices"] = topk
         num_queries = topk.shape[1]
 
@@ -288,7 +302,9 @@ def build_detector(cfg: dict | None = None) -> tuple[ARSDETR, nn.Module, PostPro
                                        float(cfg.get("dn_box_noise", 0.4)), float(cfg.get("dn_angle_noise", 0.02)),
                                        int(cfg.get("num_dn_queries", 100)))
     model = ARSDETR(backbone, neck, build_position_encoding(d_model), encoder, two_stage, decoder, heads,
-                    angle_coder, num_queries, denoising)
+                    angle_coder, num_queries, denoising,
+                    released_attention_init=bool(cfg.get("released_attention_init", False)),
+                    mask_invalid_proposals=bool(cfg.get("mask_invalid_proposals", True)))
     criterion = build_criterion(num_classes, angle_coder, switches["aspect_ratio_weighting"], switches["box_loss"],
                                 cfg.get("loss_weights"), num_decoder_layers=num_dec,
                                 released_l1_cost_quirk=bool(cfg.get("released_l1_cost_quirk", False)))

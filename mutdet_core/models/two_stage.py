@@ -5,10 +5,12 @@ unactivated (inverse sigmoid). The encoder-stage head (the last of the L + 1 pre
 class logits, a box delta added to the proposal, and angle logits from ``LayerNorm(Linear(memory))``. The
 top-K tokens by the class-0 logit become the decoder's initial reference boxes (detached) and angles.
 
-Deviation from the released code, on purpose: padded tokens and tokens whose proposal is out of range get
-a score of -inf before the top-K. Released, they keep the logit of a zeroed memory vector and can be
-selected (with a box at the image corner), which also makes a padded image's result depend on the padding.
-For unpadded tiles of any real size the two are identical.
+Invalid tokens are padded tokens and tokens whose proposal is out of range: the outer ring of pixel centres
+of every level finer than about 50 cells, (i + 0.5) / W_l <= 0.01, so they exist on unpadded tiles too (760
+of 21,760 tokens at 1024 x 1024, 592 of 13,294 at 800 x 800). Released, they keep the logit of a zeroed
+memory vector and can be selected (with a box at the image corner), which also makes a padded image's result
+depend on the padding. ``select_topk`` gives them -inf (the detector's ``mask_invalid_proposals: true``, the
+default); the paper profile ranks them as released (``mask_invalid_proposals: false``, docs/fidelity.md).
 """
 from __future__ import annotations
 

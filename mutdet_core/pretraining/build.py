@@ -31,11 +31,28 @@ Method config keys (``method_cfg``; unknown keys are an error):
     distillation_weight  weight of every distill_* loss                                   1.0
     gather_distributed   InfoNCE negatives gathered from all DDP ranks                    false
     enhancement_layers / enhancement_heads / enhancement_mlp_dim                          3 / 8 / 2048
+    released_encoder_embedding_init  Xavier-uniform weights for encoder_embedding_head, as
+                         released (patch_enc_decode); false = PyTorch's Linear init          false
   detreg (detreg.py): embed_loss 'mse', embed_weight 1.0, align_dn true, dn_alignment 'first_group'
   updetr (updetr.py): num_patches 10, patch_size 128, min_patch_pixels 8, query_mask_ratio 0.1,
     feature_weight 1.0, feature_loss_layers 'all' | 'last', group_attention_mask false
-  aligndet (aligndet.py): temperature 0.5, contrastive_weight 1.0, base_momentum 0.996,
-    projector_hidden_dim 256 (null = D), projector_dim 256, view_flip_prob 0.5, view_color_jitter 0.4
+  aligndet (aligndet.py, aligndet_views.py; defaults = liming-ai/AlignDet as released):
+    temperature 0.5, contrastive_weight 1.0, base_momentum 0.996, projector_hidden_dim 256 (null = D),
+    projector_dim 256,
+    views            'two_views' (two independently augmented views, same box ids) |
+                     'flip_jitter' (view 2 derived from the batch: flips + brightness/contrast)   'two_views'
+    view_scales      scale-jitter factors in (0, 1] of the loader's size            [0.8, 0.84, ..., 1.0]
+    view_flip_prob   flip probability (two_views: horizontal; flip_jitter: each axis)              0.5
+    view_color_ops   colour operations drawn one per view (identity, autocontrast, equalize, solarize,
+                     color, contrast, brightness, sharpness, posterize)                         all nine
+    view_color_jitter  brightness/contrast strength, flip_jitter only                              0.4
+    max_boxes        first boxes kept per image (SelectTopKProposals; null = all)   num_queries // 2
+    pairing          'box_identity' (second matching with box ids as labels) |
+                     'detection_matching' (the pseudo-class matching)                    'box_identity'
+    missing_key      box without a target-view query: 'query' (its online queries) | 'skip'      'query'
+    optimizer        'released' (over pretrain.train: AdamW lr 2e-4 x total batch / 64, wd 1e-4,
+                     clip 0.1, no warm-up) |
+                     'shared' (pretrain.train as is); read by runs/pretrain.py              'released'
 
 The rows of Tables 1 and 7 are ready-made method configs in ``ablations.py`` (``ablation_config``).
 
@@ -61,7 +78,8 @@ def build_mutdet(detector, detection, cfg: dict) -> tuple[MutDet, MutDetCriterio
                    **{k: bool(cfg.get(k, True)) for k in SWITCHES},
                    calibration=cfg.get("calibration", "siamese_head"),
                    enhancement_cfg={k: cfg[k] for k in ("enhancement_layers", "enhancement_heads",
-                                                        "enhancement_mlp_dim") if k in cfg})
+                                                        "enhancement_mlp_dim") if k in cfg},
+                   released_encoder_embedding_init=bool(cfg.get("released_encoder_embedding_init", False)))
     direction_weight = cfg.get("direction_weight")
     criterion = MutDetCriterion(
         detection, model.passes, contrastive_loss=model.contrastive_loss,

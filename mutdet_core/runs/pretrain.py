@@ -25,8 +25,9 @@ from pathlib import Path
 from ..data import collate_detection
 from ..engine import TrainConfig, build_train_loader, init_distributed, is_main_process, train
 from ..engine.checkpoint import seed_everything
-from ..engine.distributed import barrier
+from ..engine.distributed import barrier, detect_launch
 from ..pretraining import build_pretrainer, check_method_config, pretraining_detector_config
+from ..pretraining.method_config import method_train_overrides
 from .pseudo_dataset import PseudoLabelledTiles, build_pretraining_dataset
 from .record import finished_summary, fingerprint, log_done, loss_summary, run_identity, start_run, write_json
 from .settings import DataConfig, resolve_device, with_num_classes
@@ -34,6 +35,15 @@ from .settings import DataConfig, resolve_device, with_num_classes
 log = logging.getLogger("mutdet.runs.pretrain")
 
 SUMMARY = "pretrain.json"
+
+
+def pretrain_train_values(method_cfg: dict, train_cfg: dict | None, world_size: int = 1) -> dict:
+    """The ``TrainConfig`` fields of a pre-training run of ``world_size`` processes: ``pretrain.train`` with
+    the method's own optimiser settings over it (``method_config.method_train_overrides``: AlignDet's released
+    lr for the run's total batch, weight decay, gradient clipping and warm-up unless ``optimizer: shared``)."""
+    values = dict(train_cfg or {})
+    total_batch = int(values.get("batch_size", TrainConfig.batch_size)) * world_size
+    return {**values, **method_train_overrides(method_cfg, total_batch)}
 
 
 def pretrain_run(tile_stores, pseudo_label_stores, clusters_store, out_dir, method_cfg: dict,
@@ -50,7 +60,9 @@ def pretrain_run(tile_stores, pseudo_label_stores, clusters_store, out_dir, meth
             the clusters' PCA width and must equal it when given).
         detector_cfg: ``build_detector`` config; ``num_classes`` is set here, ``backbone.freeze_all``
             defaults to true (SPEC 4: the backbone is fully frozen in pre-training).
-        train_cfg: ``TrainConfig`` fields (``find_unused_parameters`` defaults to what the method needs).
+        train_cfg: ``TrainConfig`` fields (``find_unused_parameters`` defaults to what the method needs);
+            ``pretrain_train_values`` puts the method's own settings over them (AlignDet's released lr
+            scaled to the total batch, weight decay, gradient clipping and warm-up unless ``optimizer: shared``).
         data_cfg: ``settings.DataConfig`` fields, pre-training defaults (resize 1024, max_objects 1000).
         device: 'auto', 'cpu', 'cuda'; under torchrun / srun each process takes its local GPU.
         overwrite: a folder holding a run of other inputs or settings is emptied and the run starts
@@ -62,7 +74,7 @@ def pretrain_run(tile_stores, pseudo_label_stores, clusters_store, out_dir, meth
     out_dir = Path(out_dir)
     method_cfg = dict(method_cfg or {})
     method = check_method_config(method_cfg)
-    train_values = dict(train_cfg or {})
+    train_values = pretrain_train_values(method_cfg, train_cfg, detect_launch().world_size)
     cfg = TrainConfig.from_dict(train_values)
     data = DataConfig.from_dict(data_cfg, "pretrain")
     tiles = PseudoLabelledTiles(tile_stores, pseudo_label_stores, clusters_store)
