@@ -26,6 +26,27 @@ include: "rules/tables.smk"
 include: "rules/report.smk"
 
 
+# Run in the Snakemake process itself, never as cluster jobs: seconds of light CPU work each (tables and
+# pictures from small JSON/CSV files; the synthetic data set, tens of seconds) that would otherwise wait in
+# a SLURM queue for a 2 GB slot. Everything else (tiling, pseudo-labels, training, prediction, evaluation)
+# reads whole data sets or needs a GPU and is submitted.
+localrules:
+    all,
+    generate_synthetic,
+    table1,
+    table2,
+    table3,
+    table4,
+    table5,
+    table6,
+    table7,
+    table8,
+    table9,
+    table5_small,
+    training_curves,
+    ap_curves,
+
+
 rule all:
     input:
         get_final_outputs(),

@@ -1,11 +1,11 @@
 """The ``mutdet`` command: every pipeline stage is also reachable outside Snakemake.
 
-    mutdet check-config [CONFIG]
+    mutdet check-config [CONFIG [OVERLAY...]]           OVERLAYs merged over CONFIG (as several --configfile)
     mutdet generate-synthetic OUTDIR [--config CONFIG]
     mutdet tile --dataset NAME --split SPLIT OUT.zarr [--config CONFIG] [--threads N] [--overwrite]
     mutdet tile --images DIR [--labels DIR] --classes dota_v1 OUT.zarr [--size 800 --gap 200]
     mutdet export-tiles STORE OUTDIR [--overwrite]
-    mutdet info STORE
+    mutdet info STORE [--json]                       format, arrays, dimensions, descriptions of any store
     mutdet verify STORE                              decode every chunk of a tile / stage store (exit 1 if broken)
     mutdet inspect STORE [--out DIR]                 pictures + statistics of a pseudo-label stage store
     mutdet export-pseudo-labels STORE... OUTDIR      DOTA txt with cluster_k classes + embeddings
@@ -25,11 +25,11 @@ log = logging.getLogger("mutdet")
 
 
 def _cmd_check_config(args) -> int:
-    from .config import load_config
+    from .config import load_config, read_overlays
     from .datasets.splits import check_dataset_layout
     from .runs.plan import check_checkpoint_files, check_run_configs
 
-    config = load_config(args.config)
+    config = load_config(args.config, overrides=read_overlays(args.overlays))
     problems = [p for name, e in config["datasets"].items() for p in check_dataset_layout(e, name)]
     # the run and weight-file checks of the dry run too: the README promises every weight file is checked here
     problems += check_run_configs(config) + check_checkpoint_files(config)
@@ -90,9 +90,10 @@ def _cmd_export_tiles(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from .tiling.store import TileStore
+    from .store_info import format_info, store_info
 
-    print(json.dumps(TileStore.open(args.store).summary(), indent=2))
+    info = store_info(args.store)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
 
 
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config file and the dataset folders it names")
     p.add_argument("config", nargs="?", default=None)
+    p.add_argument("overlays", nargs="*", help="config files merged over CONFIG in order, as Snakemake merges "
+                                               "several --configfile values (e.g. configs/paper_text.yaml)")
     p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("generate-synthetic", help="generate the synthetic aerial dataset (DOTA format)")
@@ -161,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_merge_arguments(p)
     p.set_defaults(func=merge_cli)
 
-    p = sub.add_parser("info", help="summary of a tile store")
+    p = sub.add_parser("info", help="what a tile or stage store holds: format, summary, and every array's shape, "
+                                    "dtype, dimension names, description and units")
     p.add_argument("store")
+    p.add_argument("--json", action="store_true", help="print the same as JSON")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("verify", help="check a tile or stage store thoroughly: decode every chunk of every array")

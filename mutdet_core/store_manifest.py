@@ -2,8 +2,10 @@
 
 ``attrs["manifest"]`` (in the group's ``zarr.json``, written in the same update that sets ``complete``)::
 
-    {"arrays": {"<name>": {"shape": [...], "chunk_files": n}, ...},   every array, names relative to the root
-     "index": {"file": "tiles.csv", "rows": r, "bytes": b}}
+    {"arrays": {"<name>": {"shape": [...], "chunk_files": n}, ...}}   every array, names relative to the root
+
+(the tile index is arrays too, ``index/*``; stores of format version 1 kept it in a ``tiles.csv`` file and
+their manifest also has ``"index": {"file": "tiles.csv", "rows": r, "bytes": b}``, still checked).
 
 ``chunk_files`` counts the files actually written under the array's folder (Zarr v3: ``<name>/c/...``),
 not the chunk grid: Zarr skips chunks equal to the fill value (e.g. an all-zero ``difficulty``), so a
@@ -24,6 +26,14 @@ log = logging.getLogger(__name__)
 
 MANIFEST_KEY = "manifest"
 _warned: set[str] = set()  # stores already warned about (opened many times, e.g. by data loader workers)
+
+
+def store_folder(path) -> Path:
+    """A store's folder, given the folder or its group ``zarr.json``: the Snakemake rules track a store by its
+    ``zarr.json`` (a ``directory()`` output would get a ``.snakemake_timestamp`` file inside the store), so
+    every opener and writer accepts both."""
+    path = Path(path)
+    return path.parent if path.name == "zarr.json" else path
 
 
 def _array_folders(root: Path) -> dict[str, Path]:
@@ -48,15 +58,14 @@ def count_chunk_files(array_dir: Path) -> int:
     return count - int((array_dir / "zarr.json").is_file())
 
 
-def build_manifest(root, index_file: str, index_rows: int) -> dict:
-    """The manifest of the store being finished at ``root`` (after its last chunk and index are written)."""
+def build_manifest(root) -> dict:
+    """The manifest of the store being finished at ``root`` (after its last chunk, index included, is written)."""
     root = Path(root)
     arrays = {}
     for name, folder in _array_folders(root).items():
         shape = json.loads((folder / "zarr.json").read_text())["shape"]
         arrays[name] = {"shape": list(shape), "chunk_files": count_chunk_files(folder)}
-    index = root / index_file
-    return {"arrays": arrays, "index": {"file": index_file, "rows": int(index_rows), "bytes": index.stat().st_size}}
+    return {"arrays": arrays}
 
 
 def _missing_chunks(folder: Path, shape, limit: int = 3) -> list[str]:
@@ -102,7 +111,9 @@ def check_manifest(path, attrs: dict, error, rebuild: str) -> None:
             missing = _missing_chunks(folder, shape) if found < entry["chunk_files"] else []
             hint = f" (e.g. {name}/{', '.join(missing)})" if missing else ""
             raise error(f"{path}: array {name}: {what}{hint}; {damaged}")
-    index = manifest["index"]
+    index = manifest.get("index")  # version 1 stores: the tiles.csv file
+    if index is None:
+        return
     index_path = path / index["file"]
     size = index_path.stat().st_size if index_path.is_file() else None
     if size != index["bytes"]:
@@ -110,11 +121,12 @@ def check_manifest(path, attrs: dict, error, rebuild: str) -> None:
                     f"({index['rows']} rows): cut short or changed; {damaged}")
 
 
-def check_index_rows(path, index_file: str, rows: int, attrs: dict, error, rebuild: str) -> None:
-    """Raise ``error`` when the index table read back has another row count than ``attrs["num_tiles"]``."""
+def check_index_rows(path, index_name: str, rows: int, attrs: dict, error, rebuild: str) -> None:
+    """Raise ``error`` when the index table read back (``index_name``: ``tiles.csv`` or the ``index`` group)
+    has another row count than ``attrs["num_tiles"]``."""
     expected = attrs.get("num_tiles")
     if expected is not None and rows != int(expected):
-        raise error(f"{Path(path) / index_file}: {rows} rows, the store holds {expected} tiles (cut short or "
+        raise error(f"{Path(path) / index_name}: {rows} rows, the store holds {expected} tiles (cut short or "
                     f"changed); the store is damaged: {rebuild}")
 
 
@@ -145,15 +157,18 @@ def verify_chunks(path) -> tuple[int, str | None]:
     return read, None
 
 
-def is_finished(folder, index_file: str) -> bool:
-    """Whether ``folder`` holds a finished store (``complete`` set, index written): the test ``recover_swap``
-    applies to a ``.tmp`` copy before moving it in."""
+def is_finished(folder, legacy_index_file: str = "tiles.csv") -> bool:
+    """Whether ``folder`` holds a finished store (``complete`` set, which the writers do last; a version 1
+    store also needs its ``legacy_index_file``): the test ``recover_swap`` applies to a ``.tmp`` copy before
+    moving it in."""
     folder = Path(folder)
     try:
         attrs = json.loads((folder / "zarr.json").read_text()).get("attributes", {})
     except (OSError, ValueError):
         return False
-    return bool(attrs.get("complete")) and (folder / index_file).is_file()
+    if not attrs.get("complete"):
+        return False
+    return attrs.get("format_version", 1) >= 2 or (folder / legacy_index_file).is_file()
 
 
 def verify_store(path) -> tuple[bool, str]:
@@ -161,10 +176,10 @@ def verify_store(path) -> tuple[bool, str]:
     Returns ``(ok, message)``; the message names the first broken array and chunk."""
     from .pseudo_labels.artifact import StageError, open_stage
     from .swap import recover_swap
-    from .tiling.store import FORMAT as TILES_FORMAT, INDEX_FILE, TileStore, TileStoreError
+    from .tiling.store import FORMAT as TILES_FORMAT, TileStore, TileStoreError
 
-    path = Path(path)
-    recover_swap(path, lambda folder: is_finished(folder, INDEX_FILE))  # both store kinds use tiles.csv
+    path = store_folder(path)
+    recover_swap(path, is_finished)
     if not (path / "zarr.json").is_file():
         return False, f"BROKEN {path}: no Zarr store here (check the path)"
     try:

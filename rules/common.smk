@@ -18,6 +18,25 @@ except ConfigError as err:
     raise WorkflowError(str(err))
 
 
+def _warn_placeholder_partition():
+    """profiles/slurm ships `slurm_partition: debug` as a placeholder: say so before any job is submitted,
+    dry runs included. A warning, not an error: a real cluster may have a partition named debug. Only in
+    the submitting process (each cluster job parses this file again, in remote mode)."""
+    from snakemake.logging import logger
+
+    partition = (workflow.resource_settings.default_resources or {}).get("slurm_partition")
+    raw = str(getattr(partition, "raw", partition) or "").strip("'\" ")
+    if raw == "debug" and not workflow.remote_exec and not workflow.subprocess_exec:
+        logger.warning(
+            "slurm_partition is 'debug', the placeholder of profiles/slurm/config.yaml: set your cluster's "
+            "partition there (`sinfo -s` lists them) or delete the line to use its default partition. "
+            "Ignore this if 'debug' is the partition you mean (it usually has a short time limit)."
+        )
+
+
+_warn_placeholder_partition()
+
+
 def _stop_on(problems, what):
     if problems:
         raise WorkflowError(f"{what}:\n  " + "\n  ".join(problems))
@@ -75,7 +94,7 @@ wildcard_constraints:
     pretrain_set=_alternatives(PRETRAIN_SETS),
     model=_alternatives(plan.model_names(config)),
     method="[A-Za-z0-9_-]+",
-    init="none|[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
+    init=r"none|[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",
     fraction="[0-9.]+",
     epochs="[0-9]+",
     seed="[0-9]+",
@@ -85,10 +104,19 @@ wildcard_constraints:
 # ------------------------------------------------------------------ tiles and pseudo-labels
 
 
+def store(path):
+    """The file that stands for a Zarr store in the rules: its group zarr.json, written with the rest of the
+    store in one swap (mutdet_core.swap). A directory() output would get Snakemake's .snakemake_timestamp
+    inside the store, a foreign file that Zarr warns about on every listing. The scripts pass this path on
+    as it is: every store opener and writer accepts a store's folder or its zarr.json. Targets on the command
+    line: results/tiles/<dataset>/<split>.zarr/zarr.json."""
+    return f"{path}/zarr.json"
+
+
 def tile_store_paths():
     """Every tile store the config asks for."""
     return [
-        f"{RESULTS}/tiles/{name}/{split}.zarr"
+        store(f"{RESULTS}/tiles/{name}/{split}.zarr")
         for name, entry in DATASETS.items()
         for split in entry["splits"]
     ]
@@ -123,13 +151,13 @@ def get_box_source(wildcards):
     or, for the oracle diagnostic (pseudo_boxes 'ground_truth'), the tile store whose labelled boxes it takes
     ({"tiles": ...}); no masks job is then planned for the split."""
     if DATASETS[wildcards.dataset].get("pseudo_boxes", "proposals") == "ground_truth":
-        return {"tiles": f"{RESULTS}/tiles/{wildcards.dataset}/{wildcards.split}.zarr"}
-    return {"masks": f"{RESULTS}/pseudo_labels/{wildcards.dataset}/{wildcards.split}/masks.zarr"}
+        return {"tiles": store(f"{RESULTS}/tiles/{wildcards.dataset}/{wildcards.split}.zarr")}
+    return {"masks": store(f"{RESULTS}/pseudo_labels/{wildcards.dataset}/{wildcards.split}/masks.zarr")}
 
 
 def get_set_embeddings(wildcards):
     """Embedding stores of a whole pre-training set (PCA and k-means are fitted on all of them)."""
-    return [f"{RESULTS}/pseudo_labels/{d}/{s}/embeddings.zarr" for d, s in PRETRAIN_SETS[wildcards.pretrain_set]]
+    return [store(f"{RESULTS}/pseudo_labels/{d}/{s}/embeddings.zarr") for d, s in PRETRAIN_SETS[wildcards.pretrain_set]]
 
 
 def pseudo_label_outputs():
@@ -139,7 +167,7 @@ def pseudo_label_outputs():
     for name in USED_PRETRAIN_SETS or PRETRAIN_SETS:
         for d, s in PRETRAIN_SETS[name]:
             base = f"{RESULTS}/pseudo_labels/{name}/{d}/{s}"
-            out += [f"{base}/pseudo_labels.zarr", f"{base}/inspect"]
+            out += [store(f"{base}/pseudo_labels.zarr"), f"{base}/inspect"]
     return out
 
 
@@ -155,13 +183,13 @@ def get_pretrain_run(wildcards):
 
 def get_pretrain_tile_stores(wildcards):
     """Tile stores of the pre-training set, in the set's order."""
-    return [f"{RESULTS}/tiles/{d}/{s}.zarr" for d, s in PRETRAIN_SETS[wildcards.pretrain_set]]
+    return [store(f"{RESULTS}/tiles/{d}/{s}.zarr") for d, s in PRETRAIN_SETS[wildcards.pretrain_set]]
 
 
 def get_pretrain_pseudo_labels(wildcards):
     """Pseudo-label stores of the pre-training set, same order as get_pretrain_tile_stores."""
     name = wildcards.pretrain_set
-    return [f"{RESULTS}/pseudo_labels/{name}/{d}/{s}/pseudo_labels.zarr" for d, s in PRETRAIN_SETS[name]]
+    return [store(f"{RESULTS}/pseudo_labels/{name}/{d}/{s}/pseudo_labels.zarr") for d, s in PRETRAIN_SETS[name]]
 
 
 def get_method_config(wildcards):
@@ -191,11 +219,11 @@ def get_finetune_run(wildcards):
 
 def get_finetune_train_store(wildcards):
     split = FINETUNE["datasets"][wildcards.dataset].get("train", "train")
-    return f"{RESULTS}/tiles/{wildcards.dataset}/{split}.zarr"
+    return store(f"{RESULTS}/tiles/{wildcards.dataset}/{split}.zarr")
 
 
 def get_finetune_test_store(wildcards):
-    return f"{RESULTS}/tiles/{wildcards.dataset}/{get_test_split(wildcards)}.zarr"
+    return store(f"{RESULTS}/tiles/{wildcards.dataset}/{get_test_split(wildcards)}.zarr")
 
 
 def get_init_checkpoint(wildcards):

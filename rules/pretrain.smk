@@ -9,7 +9,7 @@ rule pretrain:
     input:
         tiles=get_pretrain_tile_stores,
         pseudo_labels=get_pretrain_pseudo_labels,
-        clusters=f"{RESULTS}/pseudo_labels/{{pretrain_set}}/clusters.zarr",
+        clusters=store(f"{RESULTS}/pseudo_labels/{{pretrain_set}}/clusters.zarr"),
     output:
         f"{RESULTS}/pretrain/{PT_RUN}/epoch_{PRETRAIN_EPOCHS}.pth",
     log:

@@ -1,6 +1,7 @@
 # Pseudo-labels (SPEC 2.2-2.6): masks -> oriented boxes -> crop embeddings -> PCA + k-means -> classes.
 # Masks, boxes and embeddings once per split; the clustering once per pre-training set (on all its splits),
-# then each split of the set is assigned to it: <set>/<dataset>/<split>/pseudo_labels.zarr.
+# then each split of the set is assigned to it: <set>/<dataset>/<split>/pseudo_labels.zarr. Each store is
+# tracked by its zarr.json (store() in common.smk: no Snakemake file inside a Zarr store).
 # priority: the chain to pre-training is the critical path; on a few cores, fine-tuning runs that need no
 # pre-training wait behind it instead of delaying every pre-trained run.
 
@@ -9,9 +10,9 @@ PL = f"{RESULTS}/pseudo_labels"
 
 rule pseudo_masks:
     input:
-        tiles=f"{RESULTS}/tiles/{{dataset}}/{{split}}.zarr",
+        tiles=store(f"{RESULTS}/tiles/{{dataset}}/{{split}}.zarr"),
     output:
-        directory(f"{PL}/{{dataset}}/{{split}}/masks.zarr"),
+        store(f"{PL}/{{dataset}}/{{split}}/masks.zarr"),
     log:
         f"{RESULTS}/logs/pseudo_masks/{{dataset}}/{{split}}.log",
     benchmark:
@@ -34,7 +35,7 @@ rule pseudo_boxes:
         # masks.zarr, or the tile store for a dataset with pseudo_boxes: ground_truth (the oracle diagnostic)
         unpack(get_box_source),
     output:
-        directory(f"{PL}/{{dataset}}/{{split}}/boxes.zarr"),
+        store(f"{PL}/{{dataset}}/{{split}}/boxes.zarr"),
     log:
         f"{RESULTS}/logs/pseudo_boxes/{{dataset}}/{{split}}.log",
     benchmark:
@@ -54,10 +55,10 @@ rule pseudo_boxes:
 
 rule pseudo_embeddings:
     input:
-        tiles=f"{RESULTS}/tiles/{{dataset}}/{{split}}.zarr",
-        boxes=f"{PL}/{{dataset}}/{{split}}/boxes.zarr",
+        tiles=store(f"{RESULTS}/tiles/{{dataset}}/{{split}}.zarr"),
+        boxes=store(f"{PL}/{{dataset}}/{{split}}/boxes.zarr"),
     output:
-        directory(f"{PL}/{{dataset}}/{{split}}/embeddings.zarr"),
+        store(f"{PL}/{{dataset}}/{{split}}/embeddings.zarr"),
     log:
         f"{RESULTS}/logs/pseudo_embeddings/{{dataset}}/{{split}}.log",
     benchmark:
@@ -80,7 +81,7 @@ rule pseudo_clusters:
     input:
         get_set_embeddings,
     output:
-        directory(f"{PL}/{{pretrain_set}}/clusters.zarr"),
+        store(f"{PL}/{{pretrain_set}}/clusters.zarr"),
     log:
         f"{RESULTS}/logs/pseudo_clusters/{{pretrain_set}}.log",
     benchmark:
@@ -100,10 +101,10 @@ rule pseudo_clusters:
 
 rule pseudo_assign:
     input:
-        embeddings=f"{PL}/{{dataset}}/{{split}}/embeddings.zarr",
-        clusters=f"{PL}/{{pretrain_set}}/clusters.zarr",
+        embeddings=store(f"{PL}/{{dataset}}/{{split}}/embeddings.zarr"),
+        clusters=store(f"{PL}/{{pretrain_set}}/clusters.zarr"),
     output:
-        directory(f"{PL}/{{pretrain_set}}/{{dataset}}/{{split}}/pseudo_labels.zarr"),
+        store(f"{PL}/{{pretrain_set}}/{{dataset}}/{{split}}/pseudo_labels.zarr"),
     log:
         f"{RESULTS}/logs/pseudo_assign/{{pretrain_set}}/{{dataset}}/{{split}}.log",
     benchmark:
@@ -121,7 +122,7 @@ rule pseudo_assign:
 
 rule pseudo_inspect:
     input:
-        pseudo_labels=f"{PL}/{{pretrain_set}}/{{dataset}}/{{split}}/pseudo_labels.zarr",
+        pseudo_labels=store(f"{PL}/{{pretrain_set}}/{{dataset}}/{{split}}/pseudo_labels.zarr"),
     output:
         report(
             directory(f"{PL}/{{pretrain_set}}/{{dataset}}/{{split}}/inspect"),

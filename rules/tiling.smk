@@ -5,7 +5,7 @@ rule tile:
     input:
         get_tile_inputs,
     output:
-        directory(f"{RESULTS}/tiles/{{dataset}}/{{split}}.zarr"),
+        store(f"{RESULTS}/tiles/{{dataset}}/{{split}}.zarr"),  # the store's zarr.json (see store() in common.smk)
     log:
         f"{RESULTS}/logs/tile/{{dataset}}/{{split}}.log",
     benchmark:

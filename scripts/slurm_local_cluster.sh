@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on this machine, for the test suite (and for trying the slurm profile
-# on a workstation). Debian's SLURM packages, munge, no cgroups, no accounting; two fake GPUs (GRES backed
-# by /dev/null clones) so GPU rules can be scheduled without a GPU.
+# on a workstation). Debian's SLURM packages, munge, no cgroups, no accounting; four fake GPUs (GRES backed
+# by /dev/null clones) so GPU rules can be scheduled without a GPU: a 2-GPU training job and a 1-GPU
+# pseudo-label job fit side by side. Jobs see CUDA_VISIBLE_DEVICES but no CUDA device, so they run on CPU.
 #
 #   scripts/slurm_local_cluster.sh start   install if needed, start munged/slurmctld/slurmd, wait until idle
 #   scripts/slurm_local_cluster.sh stop    stop only the daemons this script started (pids in $SLURM_DIR)
@@ -25,7 +26,7 @@ write_config() {
     local cpus mem
     cpus=$(nproc)
     mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
-    for i in 0 1; do
+    for i in 0 1 2 3; do
         [ -e "$SLURM_DIR/fakegpu$i" ] || mknod "$SLURM_DIR/fakegpu$i" c 1 3
     done
     cat > "$CONF" <<CONF
@@ -53,11 +54,11 @@ SlurmctldPidFile=$SLURM_DIR/slurmctld.pid
 SlurmdPidFile=$SLURM_DIR/slurmd.pid
 SlurmctldLogFile=$SLURM_DIR/log/slurmctld.log
 SlurmdLogFile=$SLURM_DIR/log/slurmd.log
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:fake:2 State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:fake:4 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
     cat > /etc/slurm/gres.conf <<GRES
-NodeName=localhost Name=gpu Type=fake File=$SLURM_DIR/fakegpu[0-1]
+NodeName=localhost Name=gpu Type=fake File=$SLURM_DIR/fakegpu[0-3]
 GRES
 }
 

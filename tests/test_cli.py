@@ -22,7 +22,7 @@ def test_tile_export_and_info_on_real_images(shared_data, tmp_path, capsys):
     root = shared_data / "dota_sample"
     store = tmp_path / "s.zarr"
     assert main(["tile", str(store), "--images", str(root / "images"), "--labels", str(root / "labelTxt")]) == 0
-    assert main(["info", str(store)]) == 0
+    assert main(["info", str(store), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["images"] == 6 and info["tiles"] > 6
     assert main(["export-tiles", str(store), str(tmp_path / "out")]) == 0

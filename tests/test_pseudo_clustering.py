@@ -85,7 +85,7 @@ def test_clusters_and_pseudo_labels_of_the_real_chain(chain, tmp_path):
     assert e.shape == (emb.num_rows, 16) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     label = pseudo.read_all("pseudo_class")
     assert label.min() >= 0 and label.max() < 8 and len(np.unique(label)) >= 4
-    assert pseudo.attrs["classes"][:2] == ["cluster_1", "cluster_2"]
+    assert pseudo.attrs["classes"][:2] == ["cluster_0", "cluster_1"]  # cluster_k is pseudo_class k
     # same inputs and seed -> identical centroids and labels
     again = fit_clusters([chain["embeddings"]], tmp_path / "c2.zarr", pca_dim=16, num_clusters=8)
     assert np.array_equal(open_clusters(again).root["centroids"][...], clusters.root["centroids"][...])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 
 import cv2
@@ -27,6 +28,8 @@ def test_empty_tile_passes_through_every_stage(chain):
 
 
 def test_inspect_pseudo_labels_writes_pictures_and_statistics(chain, tmp_path):
+    from mutdet_core.pseudo_labels import open_stage
+
     stats = inspect_pseudo_labels(chain["pseudo_labels"], tmp_path, num_tiles=2, num_clusters_shown=3,
                                   crops_per_cluster=5)
     written = json.loads((tmp_path / "stats.json").read_text())
@@ -37,8 +40,16 @@ def test_inspect_pseudo_labels_writes_pictures_and_statistics(chain, tmp_path):
         image = cv2.imread(str(tmp_path / f"{name}.png"))
         assert image is not None and image.std() > 5, name  # a real picture, not a blank canvas
     tile = cv2.imread(str(next((tmp_path / "tiles").glob("P1888*.png"))))
-    assert tile.shape == (800, 800, 3)
+    assert tile.shape[1:] == (800, 3) and tile.shape[0] > 800  # the tile and its legend strip
+    assert (tmp_path / "report.md").read_text().count("cluster_") >= 3
+    cap = written["proposal_cap"]["masks"]  # the classical proposer's cap, FAST_CLASSICAL max_masks 60
+    masks = open_stage(chain["masks"], "mutdet-masks")
+    assert cap["key"] == "max_masks" and cap["cap"] == 60
+    assert cap["tiles_at_cap"] == int((np.diff(masks.offsets) == 60).sum()) and cap["tiles"] == 3
+    assert written["proposal_cap"]["boxes"]["tiles_at_cap"] == 0  # 60 masks < max_boxes 1000
     gt = written["ground_truth"]
+    assert gt["matched_boxes"] == sum(int(r["matched_gt_boxes"]) for r in
+                                      csv.DictReader(open(tmp_path / "clusters.csv")))
     assert gt["gt_objects"] == 64 + 311 + 2  # 64 vehicles (P1888) + ships and harbours kept in the P0706 window
     assert 0 < gt["recall"] <= gt["recall_at_0.3"] <= 1 and gt["recall_per_class"]["large-vehicle"]["objects"] == 50
     assert 0 < gt["cluster_purity"] <= 1 and written["clusters"]["num_clusters"] == 8
@@ -70,7 +81,7 @@ def test_purity():
 def test_export_writes_dota_txt_and_row_aligned_embeddings(chain, tmp_path):
     manifest = export_pseudo_labels(chain["pseudo_labels"], tmp_path)
     pseudo, boxes = open_pseudo_labels(chain["pseudo_labels"]), open_boxes(chain["boxes"])
-    assert (tmp_path / "classes.txt").read_text().split() == [f"cluster_{k}" for k in range(1, 9)]
+    assert (tmp_path / "classes.txt").read_text().split() == [f"cluster_{k}" for k in range(8)]
     assert manifest["embedding_dim"] == 16 and manifest["sources"][0]["boxes"] == pseudo.num_rows
     for i, name in enumerate(pseudo.index["tile"]):
         record = read_dota_txt(tmp_path / "annfiles" / f"{name}.txt")
@@ -78,7 +89,7 @@ def test_export_writes_dota_txt_and_row_aligned_embeddings(chain, tmp_path):
         assert len(record.classes) == len(embeddings) == pseudo.rows(i).stop - pseudo.rows(i).start
         assert embeddings.shape[1] == 16 and embeddings.dtype == np.float32
         assert np.allclose(embeddings, pseudo.read("embedding", i))
-        assert record.classes == [f"cluster_{c + 1}" for c in pseudo.read("pseudo_class", i)]
+        assert record.classes == [f"cluster_{c}" for c in pseudo.read("pseudo_class", i)]
         assert np.allclose(record.polygons, boxes.read("polygon", i), atol=1e-3)
     with pytest.raises(FileExistsError, match="not empty"):
         export_pseudo_labels(chain["pseudo_labels"], tmp_path)

@@ -160,7 +160,7 @@ def test_dry_run_plans_oracle_boxes_without_masks(repo_root, tmp_path):
     cfg = tmp_path / "oracle.yaml"
     cfg.write_text(yaml.safe_dump(config))
     # the default target (pre-training on the oracle set) and the proposals' pseudo-labels of the other set
-    targets = ["all", "results/pseudo_labels/syn/synthetic/train/pseudo_labels.zarr"]
+    targets = ["all", "results/pseudo_labels/syn/synthetic/train/pseudo_labels.zarr/zarr.json"]
     proc = subprocess.run([SNAKEMAKE, "--snakefile", str(repo_root / "Snakefile"), "--directory", str(tmp_path),
                            "-n", *targets, "--configfile", str(cfg)], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
@@ -170,8 +170,8 @@ def test_dry_run_plans_oracle_boxes_without_masks(repo_root, tmp_path):
     assert len(masks) == 1 and "dataset=synthetic," in masks[0]  # none for synthetic_oracle
     boxes = {("synthetic_oracle," in b): b for b in _job_blocks(proc.stdout, "pseudo_boxes")}
     assert len(boxes) == 2
-    assert "input: results/tiles/synthetic_oracle/train.zarr\n" in boxes[True], boxes[True]
-    assert "input: results/pseudo_labels/synthetic/train/masks.zarr\n" in boxes[False], boxes[False]
+    assert "input: results/tiles/synthetic_oracle/train.zarr/zarr.json\n" in boxes[True], boxes[True]
+    assert "input: results/pseudo_labels/synthetic/train/masks.zarr/zarr.json\n" in boxes[False], boxes[False]
     pretrain = _job_blocks(proc.stdout, "pretrain")
     assert any("results/pseudo_labels/oracle/synthetic_oracle/train/pseudo_labels.zarr" in b for b in pretrain)
     assert any("results/data/synthetic_oracle" in b for b in _job_blocks(proc.stdout, "generate_synthetic"))

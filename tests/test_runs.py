@@ -86,7 +86,7 @@ def test_pretraining_dataset_serves_boxes_classes_and_embeddings_of_the_pseudo_l
     labels = open_pseudo_labels(chain["pseudo_labels"])
     rbox = open_boxes(labels.attrs["inputs"]["boxes"]["path"]).read_all("rbox")
     assert len(tiles) == len(TileStore.open(chain["train"])) and tiles.embedding_dim == 256
-    assert tiles.attrs["classes"] == [f"cluster_{k + 1}" for k in range(tiles.num_classes)]
+    assert tiles.attrs["classes"] == [f"cluster_{k}" for k in range(tiles.num_classes)]
     data = DataConfig.from_dict({"resize": 256, "flip_ratios": [0, 0, 0], "max_objects": 5}, "pretrain")
     with caplog.at_level(logging.WARNING, logger="mutdet_core.runs.pseudo_dataset"):
         dataset = build_pretraining_dataset(tiles, data)

@@ -132,7 +132,8 @@ def test_intact_stores_pass_open_and_verify(tile_store, stage_store, capsys):
     manifest = store.attrs["manifest"]
     assert manifest["arrays"]["pixels/800"] == {"shape": [2, 800, 800, 3], "chunk_files": 2}
     assert manifest["arrays"]["objects/difficulty"]["chunk_files"] == 0  # all zero: Zarr writes no chunk
-    assert manifest["index"]["rows"] == 2 and manifest["index"]["bytes"] == (tile_store / "tiles.csv").stat().st_size
+    assert manifest["arrays"]["index/tile"] == {"shape": [2], "chunk_files": 1}  # the tile index is arrays too
+    assert "index" not in manifest and not (tile_store / "tiles.csv").exists()
     assert open_stage(stage_store, STAGE_FORMAT).attrs["manifest"]["arrays"]["polygons"]["chunk_files"] == 1
     for path in (tile_store, stage_store):
         assert main(["verify", str(path)]) == 0
@@ -153,15 +154,22 @@ def test_deleted_chunk_fails_open(tile_copy, stage_store, tmp_path):
         open_stage(stage, STAGE_FORMAT)
 
 
+def _cut_index_array(store: Path, column: str, rows: int) -> None:
+    """Shorten ``index/<column>`` to ``rows`` rows in its metadata (as a half-written index would be)."""
+    meta_path = store / "index" / column / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["shape"] = [rows]
+    meta_path.write_text(json.dumps(meta))
+
+
 def test_cut_index_fails_open(tile_copy, stage_store, tmp_path):
-    index = tile_copy / "tiles.csv"
-    index.write_text("".join(index.read_text().splitlines(keepends=True)[:2]))  # header + 1 of 2 rows
-    with pytest.raises(TileStoreError, match=r"tiles.csv has \d+ bytes, the manifest recorded \d+ \(2 rows\)"):
+    _cut_index_array(tile_copy, "tile", 1)
+    with pytest.raises(TileStoreError, match=r"array index/tile has shape \[1\], the manifest recorded \[2\]"):
         TileStore.open(tile_copy)
     stage = tmp_path / "stage.zarr"
     shutil.copytree(stage_store, stage)
-    (stage / "tiles.csv").write_text((stage / "tiles.csv").read_text()[:-10])
-    with pytest.raises(StageError, match="tiles.csv has"):
+    shutil.rmtree(stage / "index" / "rows" / "c")
+    with pytest.raises(StageError, match=r"array index/rows: 1 of its 1 chunk files are missing"):
         open_stage(stage, STAGE_FORMAT)
 
 
@@ -172,10 +180,13 @@ def test_store_without_manifest_opens_with_warning(tile_copy, caplog):
     with caplog.at_level(logging.WARNING, logger="mutdet_core.store_manifest"):
         assert len(TileStore.open(tile_copy)) == 2
     assert "written before stores recorded a manifest" in caplog.text
-    # Without a manifest the row count is still checked against num_tiles.
-    index = tile_copy / "tiles.csv"
-    index.write_text("".join(index.read_text().splitlines(keepends=True)[:2]))
-    with pytest.raises(TileStoreError, match="tiles.csv: 1 rows, the store holds 2 tiles"):
+    # Without a manifest the row count is still checked against num_tiles, and the columns against each other.
+    _cut_index_array(tile_copy, "image_id", 1)
+    with pytest.raises(TileStoreError, match=r"index: columns of different lengths \{'tile': 2, 'image_id': 1"):
+        TileStore.open(tile_copy)
+    for column in json.loads((tile_copy / "index" / "zarr.json").read_text())["attributes"]["columns"]:
+        _cut_index_array(tile_copy, column, 1)
+    with pytest.raises(TileStoreError, match="index: 1 rows, the store holds 2 tiles"):
         TileStore.open(tile_copy)
 
 

@@ -110,10 +110,10 @@ def test_stored_pixels_are_rgb(shared_data, dota_store):
 
 def test_existing_store_is_not_overwritten(shared_data, dota_store):
     records = read_dota_folder(shared_data / "dota_sample/images", shared_data / "dota_sample/labelTxt", DOTA)
-    before = os.path.getmtime(dota_store / "tiles.csv")
+    before = os.path.getmtime(dota_store / "zarr.json")
     with pytest.raises(FileExistsError, match="already exists"):
         tile_split(records[:1], dota_store, TilingParams(), DOTA)
-    assert os.path.getmtime(dota_store / "tiles.csv") == before
+    assert os.path.getmtime(dota_store / "zarr.json") == before
     TileStore.open(dota_store)
 
 

@@ -40,14 +40,16 @@ def write_config(path: Path, **overrides) -> Path:
 
 def test_tiny_pipeline_runs_and_rerun_does_nothing(repo_root, tmp_path):
     cfg = write_config(tmp_path / "tiny.yaml")
-    run_snakemake(repo_root, tmp_path, cfg, "results/tiles/synthetic/train.zarr",
-                  "results/tiles/synthetic/val.zarr")
+    # a store's target is its zarr.json (rules/common.smk store()): no Snakemake file inside the store
+    run_snakemake(repo_root, tmp_path, cfg, "results/tiles/synthetic/train.zarr/zarr.json",
+                  "results/tiles/synthetic/val.zarr/zarr.json")
     store = TileStore.open(tmp_path / "results/tiles/synthetic/train.zarr")
+    assert not list((tmp_path / "results/tiles").rglob(".snakemake_timestamp"))
     assert len(store) >= 2 and store.attrs["dataset"] == "synthetic"
     assert (tmp_path / "results/logs/tile/synthetic/train.log").read_text().count("done in") == 1
     assert (tmp_path / "results/benchmarks/tile/synthetic/train.tsv").is_file()
-    again = run_snakemake(repo_root, tmp_path, cfg, "-n", "results/tiles/synthetic/train.zarr",
-                          "results/tiles/synthetic/val.zarr")
+    again = run_snakemake(repo_root, tmp_path, cfg, "-n", "results/tiles/synthetic/train.zarr/zarr.json",
+                          "results/tiles/synthetic/val.zarr/zarr.json")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -132,6 +134,9 @@ def test_whole_chain_to_the_table(repo_root, tmp_path):
     tidy = (results / "tables/table5_small_synthetic.csv").read_text().splitlines()
     assert tidy[0].startswith("method,fraction,metric,mean") and len(tidy) == 1 + 2 * 2 * 2
     assert (results / "pseudo_labels/syn/synthetic/train/inspect").is_dir()
+    # every store holds Zarr nodes only: no .snakemake_timestamp (stores are tracked by their zarr.json)
+    stores = list(results.rglob("*.zarr"))
+    assert len(stores) >= 7 and not [p for s in stores for p in s.rglob(".snakemake_timestamp")]
     # every rule left a log and a benchmark
     for rule in ("pretrain", "finetune", "predict", "evaluate", "pseudo_clusters", "tables"):
         assert any((results / "logs" / rule).rglob("*.log")), rule
@@ -189,6 +194,12 @@ def test_mini_config_plans_the_small_scale_reproduction(repo_root, tmp_path):
     assert "none/frac1/e12/seed1/epoch_4.pth" not in proc.stdout  # intermediate checkpoints are not targets
 
 
+# The slurm profile deploys envs/mutdet.yaml with conda, and Snakemake asks `conda info` even in a dry run;
+# this machine has no conda. `--sdm env-modules` replaces the profile's method (no rule has an envmodules
+# directive, so nothing is loaded), as README says for a dry run on a machine without conda.
+NO_CONDA = ["--sdm", "env-modules"]
+
+
 def test_paper_config_plans_every_table(repo_root, tmp_path):
     """`snakemake --profile slurm -n` on the paper config (data and checkpoints faked by placeholder images
     and files, non-empty as the DAG-time checks ask): every table's jobs are planned, as many per rule as the
@@ -213,7 +224,7 @@ def test_paper_config_plans_every_table(repo_root, tmp_path):
     paper.update(data_root=str(data), checkpoint_root=str(checkpoints))
     cfg = tmp_path / "paper.yaml"
     cfg.write_text(yaml.safe_dump(paper))
-    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "-n", "--directory", str(tmp_path),
+    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", *NO_CONDA, "-n", "--directory", str(tmp_path),
                            "--configfile", str(cfg)], cwd=repo_root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
@@ -237,7 +248,7 @@ def test_paper_config_plans_every_table(repo_root, tmp_path):
 def test_paper_profile_as_typed_reads_the_paper_config(repo_root):
     """From the repository root, `snakemake --profile slurm` selects configs/paper.yaml: with its
     placeholder paths it stops at DAG-building time naming the missing data, before any submission."""
-    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "-n"], cwd=repo_root, capture_output=True,
+    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", *NO_CONDA, "-n"], cwd=repo_root, capture_output=True,
                           text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -248,7 +259,8 @@ def test_slurm_profile_settings_reach_the_jobs(repo_root):
     """Nothing local overrides the cluster profile: its threads and GPU counts are what a job gets (a
     profiles/default would be loaded as the workflow profile and cap every job at its `cores`)."""
     # --forceall: every job is planned whatever a local results/ folder already holds
-    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", "-n", "--forceall", "--configfile", "config.yaml"],
+    proc = subprocess.run([SNAKEMAKE, "--profile", "slurm", *NO_CONDA, "-n", "--forceall", "--configfile",
+                           "config.yaml"],
                           cwd=repo_root, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

@@ -7,13 +7,19 @@ Every stage (masks, boxes, embeddings, pseudo-labels) writes the same kind of st
         tile_offsets       (T + 1,) int64: rows of tile i are offsets[i]:offsets[i+1] in every row array
         <row arrays>       (N, ...) one row per mask / box, in tile order
         <other arrays>     whole arrays (e.g. ``bits`` for masks, the PCA matrix for clusters)
-        tiles.csv          tile, image_id, rows (+ per-tile columns of the stage)
+        index/<column>     (T,) the tile index: tile, image_id, rows (+ per-tile columns of the stage),
+                           see ``mutdet_core.store_index``
+
+Every array carries a description, column names and units where they apply, and Zarr v3 dimension names
+(``mutdet_core.store_schema``, looked up by format and array name; ``mutdet info STORE`` prints them), and
+nothing but Zarr nodes lives in the folder. Version 1 stores (the index in a ``tiles.csv`` file inside the
+store) still open; running the stage again rewrites them in the current layout.
 
 It is written under ``<name>.tmp`` and swapped into place by ``finish()`` (``mutdet_core.swap``: the old
 store waits in ``<name>.old`` until the new one is in), so a job killed half-way leaves nothing that
 ``open_stage`` (or a rerun) takes for finished and never loses the old store; a rerun deletes an unfinished
-``.tmp``. ``attrs["manifest"]`` records every array's shape and chunk-file count and the size of
-``tiles.csv``; ``open_stage`` checks them (``mutdet_core.store_manifest``), ``mutdet verify`` decodes all.
+``.tmp``. ``attrs["manifest"]`` records every array's shape and chunk-file count; ``open_stage`` checks
+them (``mutdet_core.store_manifest``), ``mutdet verify`` decodes all.
 
 ``fingerprint`` is a hash of the stage's format, its parameters and the fingerprints of its inputs, so a
 store built from another tile store or with other parameters is noticed (``check_input``) instead of
@@ -31,13 +37,16 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from ..store_manifest import MANIFEST_KEY, build_manifest, check_index_rows, check_manifest, is_finished
+from ..store_index import GROUP as INDEX_GROUP, LEGACY_FILE, has_index, read_index, read_legacy_index, write_index
+from ..store_manifest import (MANIFEST_KEY, build_manifest, check_index_rows, check_manifest, is_finished,
+                              store_folder)
+from ..store_schema import STORES, creation_kwargs
 from ..swap import recover_swap, swap_in, temporary_path
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-INDEX_FILE = "tiles.csv"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: the tile index in a tiles.csv file inside the store
 CHUNK_BYTES = 4 << 20  # ~4 MiB chunks: large enough for Blosc, small enough to read one tile's rows cheaply
 
 
@@ -55,7 +64,7 @@ REBUILD = "rebuild it (rerun the rule that writes it, or the stage with overwrit
 
 
 def _finished(folder: Path) -> bool:
-    return is_finished(folder, INDEX_FILE)
+    return is_finished(folder, LEGACY_FILE)
 
 
 def _compressor():
@@ -69,7 +78,7 @@ def existing_output(path, fingerprint: str, format_name: str, overwrite: bool = 
     when the stage has to run (no store, an unfinished ``.tmp`` only, or ``overwrite``). A finished store
     with another fingerprint is an error unless ``overwrite``: results of two configurations never mix.
     """
-    path = Path(path)
+    path = store_folder(path)
     recover_swap(path, _finished)
     if not path.exists():
         return None
@@ -79,9 +88,13 @@ def existing_output(path, fingerprint: str, format_name: str, overwrite: bool = 
         if overwrite:
             return None
         raise
-    if store.attrs.get("fingerprint") == fingerprint:
+    if store.attrs.get("fingerprint") == fingerprint and store.attrs.get("format_version") == FORMAT_VERSION:
         log.info("%s is up to date (fingerprint %s): nothing to do", path, fingerprint)
         return path
+    if store.attrs.get("fingerprint") == fingerprint:  # same results, older layout: rewritten in the current one
+        log.info("%s: format version %s, rewriting it as version %d", path, store.attrs.get("format_version"),
+                 FORMAT_VERSION)
+        return None
     if overwrite:
         return None
     raise StageError(
@@ -104,14 +117,18 @@ class StageWriter:
 
     def __init__(self, path, format_name: str, tiles: pd.DataFrame, row_arrays: dict, attrs: dict,
                  flat_arrays: dict | None = None):
-        self.path = Path(path)
+        self.path = store_folder(path)
         recover_swap(self.path, _finished)  # a swap cut short by a kill is finished before the .tmp is reused
         self.tmp = temporary_path(self.path)
         if self.tmp.exists():  # left by a killed run: never trusted, always rebuilt
             shutil.rmtree(self.tmp)
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
-        self.root.attrs.update({**attrs, "format": format_name, "format_version": FORMAT_VERSION, "complete": False})
+        self.root.attrs.update({"description": STORES.get(format_name, format_name), **attrs, "format": format_name,
+                                "format_version": FORMAT_VERSION, "complete": False})
+        self.format_name = format_name
+        params = attrs.get("params")
+        self.method = params.get("method") if isinstance(params, dict) else None  # for arrays it leaves NaN
         self.tiles = tiles[["tile", "image_id"]].reset_index(drop=True).copy()
         self.counts = np.zeros(len(self.tiles), dtype=np.int64)
         self.tile_columns: dict[str, list] = {}
@@ -129,7 +146,8 @@ class StageWriter:
         row_bytes = int(np.prod(trailing, dtype=np.int64)) * np.dtype(dtype).itemsize
         rows = max(1, CHUNK_BYTES // max(row_bytes, 1))
         self.root.create_array(name, shape=(0, *trailing), chunks=(rows, *trailing), dtype=dtype,
-                               compressors=[_compressor()], fill_value=0)
+                               compressors=[_compressor()], fill_value=0,
+                               **creation_kwargs(self.format_name, name, 1 + len(trailing), self.method))
         self._buffers[name] = []
         self._chunk_rows[name] = rows
 
@@ -149,7 +167,7 @@ class StageWriter:
 
     def append_tile(self, i: int, rows: dict, flat: dict | None = None, **tile_columns) -> None:
         """Rows of tile ``i`` (tiles must come in order 0, 1, ...). ``rows``: every row array, equal lengths;
-        ``flat``: values appended to flat arrays; ``tile_columns``: scalars for ``tiles.csv``."""
+        ``flat``: values appended to flat arrays; ``tile_columns``: scalars for the tile index (``index/*``)."""
         if i != self.next_tile:
             raise ValueError(f"tile {i} written out of order (expected {self.next_tile})")
         lengths = {name: len(rows[name]) for name in self.row_names}
@@ -169,11 +187,12 @@ class StageWriter:
     def write_array(self, name: str, values: np.ndarray) -> None:
         """A whole array that is not grouped by tile (matrices, centroids)."""
         values = np.asarray(values)
-        self.root.create_array(name, shape=values.shape, dtype=values.dtype, compressors=[_compressor()])
+        self.root.create_array(name, shape=values.shape, dtype=values.dtype, compressors=[_compressor()],
+                               **creation_kwargs(self.format_name, name, values.ndim))
         self.root[name][...] = values
 
     def finish(self, **attrs) -> Path:
-        """Flush, write the offsets and ``tiles.csv``, mark complete and move the store into place."""
+        """Flush, write the offsets and the tile index, mark complete and move the store into place."""
         if self.next_tile != len(self.tiles):
             raise StageError(f"{self.path}: {len(self.tiles) - self.next_tile} tiles were never written")
         for name in self.row_names + self.flat_names:
@@ -184,8 +203,8 @@ class StageWriter:
         table["rows"] = self.counts
         for key, values in self.tile_columns.items():
             table[key] = values
-        table.to_csv(self.tmp / INDEX_FILE, index=False)
-        manifest = build_manifest(self.tmp, INDEX_FILE, len(table))
+        write_index(self.root, table, self.format_name)
+        manifest = build_manifest(self.tmp)
         self.root.attrs.update({**attrs, "num_tiles": len(self.tiles), "num_rows": int(offsets[-1]),
                                 MANIFEST_KEY: manifest, "complete": True})
         self._swapping = True
@@ -244,8 +263,9 @@ class StageStore:
 
 def open_stage(path, format_name: str | tuple[str, ...]) -> StageStore:
     """Open a finished stage store of the given format(s); ``StageError`` says what is wrong otherwise
-    (missing, unfinished, damaged: differs from its manifest). Finishes a swap a killed writer left half-done."""
-    path = Path(path)
+    (missing, unfinished, damaged: differs from its manifest). Finishes a swap a killed writer left half-done.
+    ``path``: the store's folder or its ``zarr.json`` (what the Snakemake rules track)."""
+    path = store_folder(path)
     recover_swap(path, _finished)
     formats = (format_name,) if isinstance(format_name, str) else tuple(format_name)
     if not path.is_dir():
@@ -259,13 +279,15 @@ def open_stage(path, format_name: str | tuple[str, ...]) -> StageStore:
     attrs = dict(root.attrs)
     if attrs.get("format") not in formats:
         raise StageError(f"{path}: format {attrs.get('format')!r}, expected {' or '.join(map(repr, formats))}")
-    if attrs.get("format_version") != FORMAT_VERSION:
-        raise StageError(f"{path}: format version {attrs.get('format_version')}, this code reads {FORMAT_VERSION}")
-    if not attrs.get("complete") or not (path / INDEX_FILE).is_file():
+    version = attrs.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise StageError(f"{path}: format version {version}, this code reads {READABLE_VERSIONS}; {REBUILD}")
+    legacy = version == 1
+    if not attrs.get("complete") or not ((path / LEGACY_FILE).is_file() if legacy else has_index(root)):
         raise StageError(f"{path}: the store was not finished; delete it and rerun the stage")
     check_manifest(path, attrs, StageError, REBUILD)
-    index = pd.read_csv(path / INDEX_FILE, dtype={"tile": str, "image_id": str}, keep_default_na=False)
-    check_index_rows(path, INDEX_FILE, len(index), attrs, StageError, REBUILD)
+    index = read_legacy_index(path) if legacy else read_index(root, path, StageError, REBUILD)
+    check_index_rows(path, LEGACY_FILE if legacy else INDEX_GROUP, len(index), attrs, StageError, REBUILD)
     return StageStore(path, root, index)
 
 

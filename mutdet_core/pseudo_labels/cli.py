@@ -40,9 +40,12 @@ def inspect_cli(args: argparse.Namespace) -> int:
                           tile_store=args.tile_store, boxes_store=args.boxes_store)
     brief = {k: stats[k] for k in ("format", "tiles", "rows", "tiles_without_rows") if k in stats}
     gt = stats.get("ground_truth", {})
-    brief.update({k: gt[k] for k in ("recall", "cluster_purity", "cluster_nmi") if k in gt})
+    brief.update({k: gt[k] for k in ("recall", "recall_at_0.3", "recall_at_0.7", "matched_boxes", "cluster_purity",
+                                     "cluster_nmi") if k in gt})
+    brief.update({f"tiles_at_{stage}_cap": f"{c['tiles_at_cap']} (cap {c['cap']})"
+                  for stage, c in stats.get("proposal_cap", {}).items() if "cap" in c})
     print(json.dumps(brief, indent=1))
-    print(f"pictures and statistics in {out}")
+    print(f"pictures and statistics in {out} (summary: {Path(out) / 'report.md'})")
     return 0
 
 

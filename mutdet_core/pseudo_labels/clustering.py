@@ -15,7 +15,9 @@ The released code only *applies* a pre-fitted ``meta_pca_info.pkl`` (``pca_A``, 
 Stores: ``mutdet-clusters`` (whole arrays ``pca_components`` (P, D), ``pca_mean`` (D,),
 ``explained_variance`` (P,), ``centroids`` (K, P) L2-normalised, ``fit_cluster_sizes`` (K,)) and
 ``mutdet-pseudo-labels`` (rows aligned with the boxes: ``embedding`` (N, P) float32 L2-normalised,
-``pseudo_class`` (N,) int32 in [0, K), ``similarity`` (N,) float32 cosine to that centroid).
+``pseudo_class`` (N,) int32 in [0, K), ``similarity`` (N,) float32 cosine to that centroid). Pseudo-class
+``k`` is named ``cluster_k`` everywhere (``attrs["classes"]``, the export, the inspection, pre-training),
+with the same 0-based number as the stored id and the row of ``centroids``.
 
 Fewer fitting boxes than clusters is an error by default (the message says how many of each and what to
 change); ``too_few_boxes="adapt"`` lowers the number of clusters to the number of boxes with a warning, and
@@ -32,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .artifact import StageError, StageWriter, existing_output, input_entry, open_stage, stage_fingerprint
+from ..store_schema import cluster_name
 from .stores import open_embeddings  # not .embeddings: the assignment job needs no torch
 
 log = logging.getLogger(__name__)
@@ -260,7 +263,7 @@ def assign_pseudo_labels(embeddings_store, clusters_store, out_path, overwrite: 
         return Path(out_path)
     attrs = {"params": params, "inputs": inputs, "fingerprint": fingerprint,
              "tile_fingerprint": embeddings.attrs["tile_fingerprint"], "num_clusters": params["num_clusters"],
-             "classes": [f"cluster_{j + 1}" for j in range(params["num_clusters"])]}
+             "classes": [cluster_name(j) for j in range(params["num_clusters"])]}
     rows = {"embedding": ((components.shape[0],), "float32"), "pseudo_class": ((), "int32"),
             "similarity": ((), "float32")}
     blocks = iterate_rows(embeddings, "features")

@@ -4,9 +4,9 @@
 and ``SAM_Obj_Embeds_*``)::
 
     out_dir/
-        annfiles/<tile>.txt     x1 y1 ... x4 y4 cluster_k 0   (k = 1..K, largest mask first; no header)
+        annfiles/<tile>.txt     x1 y1 ... x4 y4 cluster_k 0   (k = pseudo_class, 0..K-1, largest mask first)
         embeddings/<tile>.npy   (n, P) float32, L2-normalised, row i = line i of the txt; (0, P) when empty
-        classes.txt             cluster_1 ... cluster_K, one per line
+        classes.txt             cluster_0 ... cluster_<K-1>, one per line (line k+1 = pseudo-class k)
         manifest.json           source stores and fingerprints, K, P, tile and box counts
 
 Tile names and images are those of the tile store (``mutdet export-tiles`` writes the images), so the pair
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..store_schema import cluster_name
 from ..tiling.export import annfile_lines
 from .clustering import open_pseudo_labels
 from .inspection import linked_boxes_store
@@ -50,7 +51,7 @@ def export_pseudo_labels(stores, out_dir, overwrite: bool = False, progress: boo
     (out_dir / "annfiles").mkdir(parents=True, exist_ok=True)
     (out_dir / "embeddings").mkdir(parents=True, exist_ok=True)
     num_clusters = int(opened[0].attrs["num_clusters"])
-    classes = [f"cluster_{k + 1}" for k in range(num_clusters)]
+    classes = [cluster_name(k) for k in range(num_clusters)]
     manifest = {"num_clusters": num_clusters, "classes_file": "classes.txt", "sources": []}
     for store in opened:
         boxes = linked_boxes_store(store)

@@ -8,7 +8,8 @@
     ``read_objects(i)``  ``obbs`` (n, 5) le90 tile pixels (the pseudo-boxes, from the boxes store the
                          pseudo-labels were built on), ``class_id`` (n,) the pseudo-class (k-means cluster),
                          ``difficulty`` (n,) zeros, ``embeddings`` (n, P) the PCA embeddings, read lazily
-    ``index``            the tile stores' indexes, concatenated; ``attrs["classes"]`` ``cluster_1..K``
+    ``index``            the tile stores' indexes, concatenated; ``attrs["classes"]`` ``cluster_0..K-1``
+                         (``cluster_k`` is pseudo-class ``k``)
 
 Rows keep the boxes store's order (largest mask first), so ``max_objects`` keeps the largest pseudo-boxes,
 as the released ``max_gt_num`` did. Every pairing is checked before any tile is read: the pseudo-labels
@@ -25,6 +26,7 @@ from ..data import build_detection_dataset
 from ..pseudo_labels.artifact import StageError, check_input
 from ..pseudo_labels.clustering import open_clusters, open_pseudo_labels
 from ..pseudo_labels.inspection import linked_boxes_store
+from ..store_schema import cluster_name
 from ..tiling.store import TileStore
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ class PseudoLabelledTiles:
         sizes = [len(p["tiles"]) for p in self.parts]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.index = pd.concat([p["tiles"].index[["tile", "image_id"]] for p in self.parts], ignore_index=True)
-        self.attrs = {"classes": [f"cluster_{k + 1}" for k in range(self.num_classes)]}
+        self.attrs = {"classes": [cluster_name(k) for k in range(self.num_classes)]}
         self.path = ", ".join(str(p["tiles"].path) for p in self.parts)
 
     def __len__(self) -> int:

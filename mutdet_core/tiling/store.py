@@ -9,12 +9,17 @@ Layout (Zarr v3 directory store)::
         objects/class_id          (M,) int16, index into ``attrs["classes"]``
         objects/difficulty        (M,) int8, 0 / 1 as labelled, 2 = truncated by the tile border
         objects/tile_offsets      (T + 1,) int64: objects of tile i are rows offsets[i]:offsets[i+1]
-        tiles.csv                 tile index: tile, image_id, x, y, size, num_objects, pixel_row
+        index/<column>            (T,) the tile index: tile, image_id (strings), x, y, size, num_objects,
+                                  pixel_row (int64); see ``mutdet_core.store_index``
+
+Every array carries its description, column names, units and dimension names (``mutdet_core.store_schema``;
+``mutdet info STORE`` prints them); nothing but Zarr nodes lives in the folder. Version 1 stores (the index
+in a ``tiles.csv`` file inside the store) still open.
 
 A store is written under ``<name>.tmp`` and swapped into place only when finished (``mutdet_core.swap``:
 the old store waits in ``<name>.old`` until the new one is in), so a killed job leaves nothing that a rerun
 (or ``TileStore.open``) takes for a finished store, and never loses the old one. ``attrs["manifest"]``
-records every array's shape and chunk-file count and the size of ``tiles.csv``; ``open`` checks them
+records every array's shape and chunk-file count; ``open`` checks them
 (``mutdet_core.store_manifest``), ``mutdet verify`` also decodes every chunk.
 """
 from __future__ import annotations
@@ -28,12 +33,15 @@ import pandas as pd
 import numcodecs
 import zarr
 
-from ..store_manifest import MANIFEST_KEY, build_manifest, check_index_rows, check_manifest, is_finished
+from ..store_index import GROUP as INDEX_GROUP, LEGACY_FILE, has_index, read_index, read_legacy_index, write_index
+from ..store_manifest import (MANIFEST_KEY, build_manifest, check_index_rows, check_manifest, is_finished,
+                              store_folder)
+from ..store_schema import STORES, creation_kwargs
 from ..swap import recover_swap, swap_in, temporary_path
 
 FORMAT = "mutdet-tiles"
-FORMAT_VERSION = 1
-INDEX_FILE = "tiles.csv"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: the tile index in a tiles.csv file inside the store
 INDEX_COLUMNS = ["tile", "image_id", "x", "y", "size", "num_objects", "pixel_row"]
 
 
@@ -57,7 +65,7 @@ REBUILD = "rebuild it (rerun the tiling rule, or `mutdet tile ... --overwrite`)"
 
 
 def _finished(folder: Path) -> bool:
-    return is_finished(folder, INDEX_FILE)
+    return is_finished(folder, LEGACY_FILE)
 
 
 class TileStoreWriter:
@@ -72,7 +80,7 @@ class TileStoreWriter:
     """
 
     def __init__(self, path, tiles: pd.DataFrame, num_objects: np.ndarray, attrs: dict, overwrite=False):
-        self.path = Path(path)
+        self.path = store_folder(path)
         recover_swap(self.path, _finished)  # a swap cut short by a kill is finished before anything else
         if self.path.exists() and not overwrite:
             raise FileExistsError(
@@ -83,7 +91,8 @@ class TileStoreWriter:
             shutil.rmtree(self.tmp)
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
-        self.root.attrs.update({**attrs, "format": FORMAT, "format_version": FORMAT_VERSION, "complete": False})
+        self.root.attrs.update({"description": STORES[FORMAT], **attrs, "format": FORMAT,
+                                "format_version": FORMAT_VERSION, "complete": False})
 
         tiles = tiles.reset_index(drop=True).copy()
         tiles["num_objects"] = np.asarray(num_objects, dtype=np.int64)
@@ -92,18 +101,21 @@ class TileStoreWriter:
         self.offsets = np.concatenate([[0], np.cumsum(tiles["num_objects"].to_numpy())]).astype(np.int64)
         total = int(self.offsets[-1])
 
-        pixels = self.root.require_group("pixels")
+        self.root.require_group("pixels").attrs["description"] = "tile pixels, one array per tile size"
         for size, count in tiles["size"].value_counts().sort_index().items():
-            pixels.create_array(
-                str(int(size)), shape=(int(count), int(size), int(size), 3), chunks=(1, int(size), int(size), 3),
-                dtype="uint8", compressors=[_compressor()], fill_value=0,
+            name = f"pixels/{int(size)}"
+            self.root.create_array(
+                name, shape=(int(count), int(size), int(size), 3), chunks=(1, int(size), int(size), 3),
+                dtype="uint8", compressors=[_compressor()], fill_value=0, **creation_kwargs(FORMAT, name, 4),
             )
-        objects = self.root.require_group("objects")
+        self.root.require_group("objects").attrs["description"] = "labelled objects, grouped by tile"
         rows = max(1, min(total, 1 << 16))
-        objects.create_array("polygons", shape=(total, 8), chunks=(rows, 8), dtype="float32")
-        objects.create_array("class_id", shape=(total,), chunks=(rows,), dtype="int16")
-        objects.create_array("difficulty", shape=(total,), chunks=(rows,), dtype="int8")
-        objects.create_array("tile_offsets", shape=(len(tiles) + 1,), chunks=(len(tiles) + 1,), dtype="int64")
+        for name, trailing, dtype in (("polygons", (8,), "float32"), ("class_id", (), "int16"),
+                                      ("difficulty", (), "int8")):
+            self.root.create_array(f"objects/{name}", shape=(total, *trailing), chunks=(rows, *trailing),
+                                   dtype=dtype, **creation_kwargs(FORMAT, f"objects/{name}", 1 + len(trailing)))
+        self.root.create_array("objects/tile_offsets", shape=(len(tiles) + 1,), chunks=(len(tiles) + 1,),
+                               dtype="int64", **creation_kwargs(FORMAT, "objects/tile_offsets", 1))
         self._objects = {"polygons": [], "class_id": [], "difficulty": []}
         self._filled = np.zeros(len(tiles), dtype=bool)
         self._encoder = _chunk_encoder()
@@ -144,8 +156,8 @@ class TileStoreWriter:
                     full[lo:hi] = values
                 array[...] = full
         self.root["objects/tile_offsets"][...] = self.offsets
-        self.tiles[INDEX_COLUMNS].to_csv(self.tmp / INDEX_FILE, index=False)
-        manifest = build_manifest(self.tmp, INDEX_FILE, len(self.tiles))
+        write_index(self.root, self.tiles[INDEX_COLUMNS], FORMAT)
+        manifest = build_manifest(self.tmp)
         self.root.attrs.update({"complete": True, "num_tiles": len(self.tiles), "num_objects": int(self.offsets[-1]),
                                 MANIFEST_KEY: manifest})
         self._swapping = True
@@ -172,8 +184,9 @@ class TileStore:
     def open(cls, path, expected_fingerprint: str | None = None) -> "TileStore":
         """Open a finished store. Raises TileStoreError when it is missing, unfinished (a ``.tmp``
         folder or ``complete`` false), damaged (differs from its manifest), of another format, or (if
-        given) of another fingerprint. Finishes a swap that a killed writer left half-done."""
-        path = Path(path)
+        given) of another fingerprint. Finishes a swap that a killed writer left half-done. ``path``: the
+        store's folder or its ``zarr.json``."""
+        path = store_folder(path)
         recover_swap(path, _finished)
         if not path.is_dir():
             hint = " (an unfinished write exists beside it)" if temporary_path(path).exists() else ""
@@ -185,9 +198,12 @@ class TileStore:
         attrs = dict(root.attrs)
         if attrs.get("format") != FORMAT:
             raise TileStoreError(f"{path}: format {attrs.get('format')!r}, expected {FORMAT!r}")
-        if attrs.get("format_version") != FORMAT_VERSION:
-            raise TileStoreError(f"{path}: format version {attrs.get('format_version')}, this code reads {FORMAT_VERSION}")
-        if not attrs.get("complete") or not (path / INDEX_FILE).is_file():
+        version = attrs.get("format_version")
+        if version not in READABLE_VERSIONS:
+            raise TileStoreError(f"{path}: format version {version}, this code reads {READABLE_VERSIONS}; "
+                                 f"{REBUILD}")
+        legacy = version == 1
+        if not attrs.get("complete") or not ((path / LEGACY_FILE).is_file() if legacy else has_index(root)):
             raise TileStoreError(f"{path}: the store was not finished; delete it and rerun the tiling")
         if expected_fingerprint is not None and attrs.get("fingerprint") != expected_fingerprint:
             raise TileStoreError(
@@ -195,8 +211,8 @@ class TileStore:
                 f"expected {expected_fingerprint}); rerun the tiling stage"
             )
         check_manifest(path, attrs, TileStoreError, REBUILD)
-        index = pd.read_csv(path / INDEX_FILE, dtype={"tile": str, "image_id": str}, keep_default_na=False)
-        check_index_rows(path, INDEX_FILE, len(index), attrs, TileStoreError, REBUILD)
+        index = read_legacy_index(path) if legacy else read_index(root, path, TileStoreError, REBUILD)
+        check_index_rows(path, LEGACY_FILE if legacy else INDEX_GROUP, len(index), attrs, TileStoreError, REBUILD)
         return cls(path, root, index)
 
     def __len__(self) -> int:
