@@ -94,16 +94,21 @@ def pseudo_label_block_problems(config: dict) -> list[str]:
     import dataclasses
 
     from .pseudo_labels.params import (CLUSTERING_KEYS, INSPECT_KEYS, EmbeddingParams, GraphSegmentationParams,
-                                       SamParams)  # torch-free: the dataclasses and keywords the jobs take
+                                       RegionProposalParams, SamParams,
+                                       SelectiveSearchParams)  # torch-free: the dataclasses and keywords the jobs take
 
     pseudo = config.get("pseudo_labels") or {}
     masks = pseudo.get("masks") or {}
     blocks = {"pseudo_labels/masks/classical": masks.get("classical"), "pseudo_labels/masks/sam": masks.get("sam"),
+              "pseudo_labels/masks/regions": masks.get("regions"),
+              "pseudo_labels/masks/selective_search": masks.get("selective_search"),
               "pseudo_labels/embeddings": pseudo.get("embeddings"),
               "pseudo_labels/clustering": pseudo.get("clustering"), "pseudo_labels/inspect": pseudo.get("inspect")}
     blocks = {key: block for key, block in blocks.items() if block}
     problems = []
     for key, cls in (("pseudo_labels/masks/classical", GraphSegmentationParams),
+                     ("pseudo_labels/masks/regions", RegionProposalParams),
+                     ("pseudo_labels/masks/selective_search", SelectiveSearchParams),
                      ("pseudo_labels/masks/sam", SamParams), ("pseudo_labels/embeddings", EmbeddingParams)):
         if key not in blocks:
             continue

@@ -77,8 +77,11 @@ ARRAYS: dict[str, dict[str, dict]] = {
                                          "produce it (see produced_by, and not_produced in this store)",
                           "dims": ["mask"], "produced_by": ["sam"]},
         "stability_score": {"description": "SAM's stability score / the classical segmentation's scale stability "
-                                           "(fraction of scales at which the region persists)", "dims": ["mask"]},
-        "score": {"description": "the method's ranking score (SAM: predicted IoU; classical: objectness)",
+                                           "(fraction of scales at which the region persists); NaN for the methods "
+                                           "that do not produce it (see produced_by, and not_produced in this store)",
+                            "dims": ["mask"], "produced_by": ["sam", "classical"]},
+        "score": {"description": "the method's ranking score (SAM: predicted IoU; classical and regions: objectness; "
+                                 "selective_search: falls with OpenCV's rank)",
                   "dims": ["mask"]},
         "point": {"description": "SAM's prompt point of the mask; NaN for the methods that do not produce it "
                                  "(see produced_by, and not_produced in this store)",

@@ -3,7 +3,11 @@
 Two proposal methods share one store format:
 
 * ``sam``: segment-anything's automatic mask generator (the paper; needs a checkpoint, see ``sam.py``);
-* ``classical``: hierarchical Felzenszwalb segmentation (``graph_segmentation.py``; no checkpoint, CPU).
+* ``classical``: hierarchical Felzenszwalb segmentation (``graph_segmentation.py``; no checkpoint, CPU);
+* ``regions``: compiled graph segmentation, merged neighbours, objectness ranking (``region_proposals.py``;
+  no checkpoint, CPU; the default);
+* ``selective_search``: OpenCV's selective search (``region_proposals.py``): boxes only, each stored as its
+  filled box, so the boxes stage gives 0-angle oriented boxes.
 
 Store ``mutdet-masks`` (see ``artifact.py`` for the common layout), one row per mask::
 
@@ -31,12 +35,16 @@ from tqdm import tqdm
 from ..tiling.store import TileStore
 from .artifact import StageWriter, existing_output, input_entry, open_stage, stage_fingerprint
 from .graph_segmentation import GraphSegmentationParams, propose_segments
+from .region_proposals import RegionProposalParams, SelectiveSearchParams, propose_regions, propose_selective_search
 from .sam import CheckpointError, SamParams, SamProposer, build_sam, resolve_device
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mutdet-masks"
-METHODS = ("classical", "sam")
+METHODS = ("classical", "regions", "selective_search", "sam")
+# the checkpoint-free methods of region_proposals.py: params class, per-tile function
+CHECKPOINT_FREE = {"regions": (RegionProposalParams, propose_regions),
+                   "selective_search": (SelectiveSearchParams, propose_selective_search)}
 ROW_ARRAYS = {
     "bbox": ((4,), "int32"), "area": ((), "int64"), "predicted_iou": ((), "float32"),
     "stability_score": ((), "float32"), "score": ((), "float32"), "point": ((2,), "float32"),
@@ -85,14 +93,19 @@ def proposer_params(method: str, params=None):
     """Validated parameters of a proposal method and their description for the store's fingerprint.
 
     Args:
-        method: ``"classical"`` or ``"sam"``.
-        params: ``GraphSegmentationParams`` / ``SamParams``, a dict of their fields, or None (defaults).
+        method: one of ``METHODS``.
+        params: ``GraphSegmentationParams`` / ``RegionProposalParams`` / ``SelectiveSearchParams`` /
+            ``SamParams``, a dict of their fields, or None (defaults).
     Returns:
         ``(params_object, described_dict)``. A SAM checkpoint is identified by file name and byte size
         (its folder does not matter); a missing one raises ``CheckpointError`` here.
     """
     if method == "classical":
         p = params if isinstance(params, GraphSegmentationParams) else GraphSegmentationParams(**(params or {}))
+        return p, {"method": method, **p.to_dict()}
+    if method in CHECKPOINT_FREE:
+        cls = CHECKPOINT_FREE[method][0]
+        p = params if isinstance(params, cls) else cls(**(params or {}))
         return p, {"method": method, **p.to_dict()}
     if method == "sam":
         p = params if isinstance(params, SamParams) else SamParams(**(params or {}))
@@ -112,6 +125,9 @@ def build_proposer(method: str, params, device="auto"):
     params, _ = proposer_params(method, params)
     if method == "classical":
         return lambda image: propose_segments(image, params)
+    if method in CHECKPOINT_FREE:
+        propose = CHECKPOINT_FREE[method][1]
+        return lambda image: propose(image, params)
     return SamProposer(build_sam(params.model_type, params.checkpoint, device), params)
 
 
@@ -126,14 +142,14 @@ def _complete_fields(result: dict) -> dict:
     }
 
 
-def generate_masks(tile_store, out_path, method: str = "classical", params=None, device="auto",
+def generate_masks(tile_store, out_path, method: str = "regions", params=None, device="auto",
                    overwrite: bool = False, progress: bool | None = None) -> Path:
     """Masks stage entry point: propose masks for every tile of ``tile_store`` into ``out_path``.
 
     Args:
         tile_store: path of a finished tile store (or an open ``TileStore``).
         out_path: the ``.zarr`` store to write (written to ``<out>.tmp`` and renamed when complete).
-        method: ``"classical"`` (default profile) or ``"sam"`` (paper).
+        method: ``"regions"`` (default profile), ``"classical"``, ``"selective_search"`` or ``"sam"`` (paper).
         params: method parameters (dataclass or dict; see ``GraphSegmentationParams`` / ``SamParams``).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``... (SAM only).
         overwrite: rebuild a finished store built from other inputs/parameters instead of raising.

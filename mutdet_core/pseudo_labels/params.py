@@ -6,6 +6,8 @@ without importing torch, torchvision, faiss or sklearn; the stage modules import
 re-export them (``from mutdet_core.pseudo_labels.sam import SamParams`` keeps working):
 
     GraphSegmentationParams   config pseudo_labels.masks.classical    graph_segmentation.py
+    RegionProposalParams      config pseudo_labels.masks.regions      region_proposals.py
+    SelectiveSearchParams     config pseudo_labels.masks.selective_search   region_proposals.py
     SamParams                 config pseudo_labels.masks.sam          sam.py
     EmbeddingParams           config pseudo_labels.embeddings         embeddings.py
     CLUSTERING_KEYS           config pseudo_labels.clustering         clustering.fit_clusters's keywords
@@ -65,6 +67,64 @@ class GraphSegmentationParams:
                              f"{self.num_scales} >= 2")
         if not 0 < self.max_area_fraction <= 1 or not 0 <= self.min_fill <= 1 or not 0 <= self.min_stability <= 1:
             raise ValueError("graph segmentation: max_area_fraction, min_fill and min_stability must be in [0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RegionProposalParams:
+    """Parameters of the ``regions`` proposal method (config ``pseudo_labels.masks.regions``;
+    ``region_proposals.py``): compiled Felzenszwalb segmentation at ``k = scale * 2**i``, ``i < num_scales``,
+    every segment and every union of two adjacent segments, ranked by objectness, box NMS, at most
+    ``max_masks`` (the release's 1000), each mask dilated by ``dilate`` px. Areas in tile pixels; contrast in
+    Lab units."""
+
+    scale: float = 200.0
+    num_scales: int = 1
+    sigma: float = 0.8
+    min_size: int = 16
+    min_area: int = 24
+    max_area_fraction: float = 0.15
+    merge_neighbours: bool = True
+    pair_weight: float = 2.0
+    contrast_scale: float = 60.0
+    box_nms_thresh: float = 0.5
+    dilate: int = 1
+    max_masks: int = 1000
+
+    def __post_init__(self):
+        if self.scale <= 0 or self.num_scales < 1 or self.sigma < 0 or self.min_size < 1:
+            raise ValueError(f"regions: scale {self.scale} must be > 0, num_scales {self.num_scales} >= 1, "
+                             f"sigma >= 0 and min_size >= 1")
+        if not 0 < self.max_area_fraction <= 1 or not 0 < self.box_nms_thresh <= 1:
+            raise ValueError("regions: max_area_fraction and box_nms_thresh must be in (0, 1]")
+        if self.max_masks < 1 or self.dilate < 0 or self.contrast_scale <= 0 or self.pair_weight <= 0:
+            raise ValueError("regions: max_masks must be >= 1, dilate >= 0, contrast_scale and pair_weight > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SelectiveSearchParams:
+    """OpenCV's selective search (``cv2.ximgproc.segmentation``; config ``pseudo_labels.masks.selective_search``),
+    the proposal source of the original DETReg. ``mode`` ``fast`` or ``quality`` (its two strategies),
+    ``base_k`` / ``inc_k`` / ``sigma`` their graph-segmentation settings; the first ``max_masks`` boxes of its
+    ranking are kept, boxes smaller than ``min_side`` px on a side dropped."""
+
+    mode: str = "fast"
+    base_k: int = 150
+    inc_k: int = 150
+    sigma: float = 0.8
+    min_side: int = 3
+    max_masks: int = 1000
+
+    def __post_init__(self):
+        if self.mode not in ("fast", "quality"):
+            raise ValueError(f"selective_search: mode {self.mode!r} is not 'fast' or 'quality'")
+        if self.base_k <= 0 or self.inc_k <= 0 or self.max_masks < 1 or self.min_side < 1:
+            raise ValueError("selective_search: base_k, inc_k, max_masks and min_side must be >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -136,11 +136,11 @@ def build_pretraining_dataset(tiles: PseudoLabelledTiles, data_cfg):
         raise ValueError(f"pre-training set {tiles.path}: no tile has a pseudo-box of at least 2 px; check the "
                          f"pseudo-label stages")
     if dataset.num_dropped_objects:
-        # max_objects keeps the largest boxes: on proposals ranked by objectness (the classical method) this
+        # max_objects keeps the largest boxes: on proposals ranked by objectness (regions, classical) this
         # silently drops the small objects, so say how many targets the pseudo-label statistics overstate.
         log.warning("max_objects %d drops %d of %d pseudo-boxes (%.0f %%), the smallest of each tile with more; "
                     "the pseudo-label inspection counts them all (lower the proposal count, e.g. "
-                    "masks.classical.max_masks, to train on every box)", data_cfg.max_objects,
+                    "masks.<method>.max_masks, to train on every box)", data_cfg.max_objects,
                     dataset.num_dropped_objects, dataset.num_valid_objects,
                     100.0 * dataset.num_dropped_objects / dataset.num_valid_objects)
     return dataset
