@@ -240,8 +240,8 @@ def test_paper_config_plans_every_table(repo_root, tmp_path):
     splits = sum(len(e["splits"]) for e in paper["datasets"].values())
     assert counts["tile"] == splits
     # masks/boxes/embeddings once per split (DOTA train is in both sets), clustering once per set
-    assert counts["pseudo_masks"] == counts["pseudo_embeddings"] == 4
-    assert counts["pseudo_clusters"] == 2 and counts["pseudo_assign"] == 5
+    assert counts["pseudo_masks"] == counts["pseudo_embeddings"] == 5
+    assert counts["pseudo_clusters"] == 2 and counts["pseudo_assign"] == 6
     assert "sbatch" not in proc.stdout
 
 
