@@ -93,23 +93,19 @@ def pseudo_label_block_problems(config: dict) -> list[str]:
     keyword arguments of fit_clusters and inspect_store (keys)."""
     import dataclasses
 
-    from .pseudo_labels.params import (CLUSTERING_KEYS, INSPECT_KEYS, EmbeddingParams, GraphSegmentationParams,
-                                       RegionProposalParams, SamParams,
-                                       SelectiveSearchParams)  # torch-free: the dataclasses and keywords the jobs take
+    from .pseudo_labels.params import (CLUSTERING_KEYS, INSPECT_KEYS, MASK_METHOD_PARAMS,
+                                       EmbeddingParams)  # torch-free: the dataclasses and keywords the jobs take
 
     pseudo = config.get("pseudo_labels") or {}
     masks = pseudo.get("masks") or {}
-    blocks = {"pseudo_labels/masks/classical": masks.get("classical"), "pseudo_labels/masks/sam": masks.get("sam"),
-              "pseudo_labels/masks/regions": masks.get("regions"),
-              "pseudo_labels/masks/selective_search": masks.get("selective_search"),
-              "pseudo_labels/embeddings": pseudo.get("embeddings"),
-              "pseudo_labels/clustering": pseudo.get("clustering"), "pseudo_labels/inspect": pseudo.get("inspect")}
+    dataclass_blocks = {f"pseudo_labels/masks/{method}": (masks.get(method), cls)
+                        for method, cls in MASK_METHOD_PARAMS.items()}
+    dataclass_blocks["pseudo_labels/embeddings"] = (pseudo.get("embeddings"), EmbeddingParams)
+    blocks = {key: block for key, (block, _) in dataclass_blocks.items()}
+    blocks.update({"pseudo_labels/clustering": pseudo.get("clustering"), "pseudo_labels/inspect": pseudo.get("inspect")})
     blocks = {key: block for key, block in blocks.items() if block}
     problems = []
-    for key, cls in (("pseudo_labels/masks/classical", GraphSegmentationParams),
-                     ("pseudo_labels/masks/regions", RegionProposalParams),
-                     ("pseudo_labels/masks/selective_search", SelectiveSearchParams),
-                     ("pseudo_labels/masks/sam", SamParams), ("pseudo_labels/embeddings", EmbeddingParams)):
+    for key, (_, cls) in dataclass_blocks.items():
         if key not in blocks:
             continue
         unknown = _unknown_keys(key, blocks[key], [f.name for f in dataclasses.fields(cls)])
@@ -160,12 +156,7 @@ def resolve_roots(config: dict) -> dict:
 def load_config(path=None, overrides: dict | None = None) -> dict:
     """Read a YAML config (default: the repository's ``config.yaml``), apply overrides, validate."""
     path = Path(path) if path is not None else Path(__file__).resolve().parents[1] / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(_yaml_message(path, err)) from None
+    config = _read_yaml(path)
     if overrides:
         config = deep_update(config, overrides)
     return validate_config(config, source=str(path))
@@ -176,13 +167,18 @@ def read_overlays(paths) -> dict:
     ``--configfile`` values; {} for none. Validated only as part of the config they overlay."""
     merged: dict = {}
     for path in map(Path, paths or []):
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            merged = deep_update(merged, yaml.safe_load(path.read_text()) or {})
-        except yaml.YAMLError as err:
-            raise ConfigError(_yaml_message(path, err)) from None
+        merged = deep_update(merged, _read_yaml(path))
     return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    """The mapping of one config file ({} when empty); ``ConfigError`` when missing or not valid YAML."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(_yaml_message(path, err)) from None
 
 
 def _yaml_message(path, err: yaml.YAMLError) -> str:

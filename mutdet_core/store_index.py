@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .store_manifest import check_index_rows
 from .store_schema import creation_kwargs
 
 GROUP = "index"
 LEGACY_FILE = "tiles.csv"
+READABLE_VERSIONS = (1, 2)  # 1: the tile index in a tiles.csv file inside the store
 STRING_COLUMNS = ("tile", "image_id")
 
 
@@ -86,3 +88,25 @@ def read_index(root, path, error, rebuild: str) -> pd.DataFrame:
 def read_legacy_index(path) -> pd.DataFrame:
     """The ``tiles.csv`` of a version 1 store."""
     return pd.read_csv(Path(path) / LEGACY_FILE, dtype={"tile": str, "image_id": str}, keep_default_na=False)
+
+
+def check_version(path, root, attrs: dict, error, rebuild: str, rerun: str) -> bool:
+    """The checks every store opener makes before it trusts a store's layout: a format version this code
+    reads, ``complete`` set and the tile index written. Returns whether the store is a version 1 store
+    (``tiles.csv``); raises ``error`` (the store's own type) otherwise, saying how to ``rebuild`` it or what
+    to ``rerun``."""
+    version = attrs.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise error(f"{path}: format version {version}, this code reads {READABLE_VERSIONS}; {rebuild}")
+    legacy = version == 1
+    if not attrs.get("complete") or not ((Path(path) / LEGACY_FILE).is_file() if legacy else has_index(root)):
+        raise error(f"{path}: the store was not finished; delete it and {rerun}")
+    return legacy
+
+
+def load_index(path, root, legacy: bool, attrs: dict, error, rebuild: str) -> pd.DataFrame:
+    """The tile index of an opened store (``check_version`` said which layout), its row count checked
+    against ``attrs["num_tiles"]``."""
+    index = read_legacy_index(path) if legacy else read_index(root, path, error, rebuild)
+    check_index_rows(path, LEGACY_FILE if legacy else GROUP, len(index), attrs, error, rebuild)
+    return index

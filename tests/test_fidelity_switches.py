@@ -18,6 +18,7 @@ from mutdet_core.models.two_stage import gen_encoder_output_proposals
 from mutdet_core.pretraining import build_pretrainer
 from mutdet_core.runs import plan
 from pretraining_fixtures import TINY_DETECTOR
+from test_models_training_side_helpers import make_targets, stage
 
 C = 4
 TINY = dict(variant="ars_detr", num_classes=3, backbone={"name": "tiny", "width": 8}, d_model=32, n_heads=4,
@@ -25,19 +26,11 @@ TINY = dict(variant="ars_detr", num_classes=3, backbone={"name": "tiny", "width"
 
 
 def fixed_targets(counts, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [{"labels": torch.randint(0, C, (n,), generator=g),
-             "boxes": torch.cat([torch.rand(n, 2, generator=g) * 0.6 + 0.2,
-                                 torch.rand(n, 2, generator=g) * 0.2 + 0.03], 1),
-             "angles": (torch.rand(n, generator=g) - 0.5) * math.pi} for n in counts]
+    return make_targets(counts, seed, num_classes=C)
 
 
 def fixed_stage(batch, queries, coder, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    angle_logits = torch.randn(batch, queries, coder.num_bins, generator=g)
-    return {"pred_logits": torch.randn(batch, queries, C, generator=g),
-            "pred_boxes": torch.rand(batch, queries, 4, generator=g) * 0.5 + 0.2,
-            "pred_angle_logits": angle_logits, "pred_angles": coder.decode(angle_logits)}
+    return stage(batch, queries, coder.num_bins, coder, torch.Generator().manual_seed(seed), num_classes=C)
 
 
 def focal_sum(stage, targets, indices, labels_zero=False):

@@ -12,24 +12,9 @@ from mutdet_core.models.box_ops import aspect_ratio_weight, aspect_ratios, inver
 from mutdet_core.models.criterion import (DEFAULT_WEIGHTS, SetCriterion, build_criterion, expand_weight_dict,
                                           sigmoid_focal_loss)
 from mutdet_core.models.denoising import DenoisingGenerator
-from test_models_training_side_helpers import real_targets
+from test_models_training_side_helpers import make_targets, real_targets, stage
 
 C, Q, L = 4, 20, 3
-
-
-def make_targets(counts, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [{"labels": torch.randint(0, C, (n,), generator=g),
-             "boxes": torch.cat([torch.rand(n, 2, generator=g) * 0.6 + 0.2,
-                                 torch.rand(n, 2, generator=g) * 0.2 + 0.03], 1),
-             "angles": (torch.rand(n, generator=g) - 0.5) * math.pi} for n in counts]
-
-
-def stage(batch, queries, bins, coder, g, leading=()):
-    angle_logits = torch.randn(*leading, batch, queries, bins, generator=g)
-    return {"pred_logits": torch.randn(*leading, batch, queries, C, generator=g),
-            "pred_boxes": torch.rand(*leading, batch, queries, 4, generator=g) * 0.5 + 0.2,
-            "pred_angle_logits": angle_logits, "pred_angles": coder.decode(angle_logits)}
 
 
 def full_outputs(batch, coder, dn_pad=None, seed=0, tokens=50):

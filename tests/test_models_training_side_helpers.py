@@ -51,3 +51,22 @@ def real_targets(label_path, size: float | None = None, class_names=None) -> dic
         "polygons": torch.tensor(record.polygons[keep] / size, dtype=torch.float64),
         "class_names": names,
     }
+
+
+def make_targets(counts, seed=0, num_classes=4) -> list[dict]:
+    """Seeded random ground truths, one dict per image of ``counts[b]`` objects: ``labels`` (n,),
+    ``boxes`` (n, 4) normalised cx, cy, w, h, ``angles`` (n,) radians."""
+    g = torch.Generator().manual_seed(seed)
+    return [{"labels": torch.randint(0, num_classes, (n,), generator=g),
+             "boxes": torch.cat([torch.rand(n, 2, generator=g) * 0.6 + 0.2,
+                                 torch.rand(n, 2, generator=g) * 0.2 + 0.03], 1),
+             "angles": (torch.rand(n, generator=g) - 0.5) * math.pi} for n in counts]
+
+
+def stage(batch, queries, bins, coder, g, leading=(), num_classes=4) -> dict:
+    """Random predictions of one stage from generator ``g``: ``pred_logits`` (*leading, B, Q, C),
+    ``pred_boxes`` (*leading, B, Q, 4), ``pred_angle_logits`` (*leading, B, Q, bins), ``pred_angles``."""
+    angle_logits = torch.randn(*leading, batch, queries, bins, generator=g)
+    return {"pred_logits": torch.randn(*leading, batch, queries, num_classes, generator=g),
+            "pred_boxes": torch.rand(*leading, batch, queries, 4, generator=g) * 0.5 + 0.2,
+            "pred_angle_logits": angle_logits, "pred_angles": coder.decode(angle_logits)}

@@ -37,16 +37,14 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from ..store_index import GROUP as INDEX_GROUP, LEGACY_FILE, has_index, read_index, read_legacy_index, write_index
-from ..store_manifest import (MANIFEST_KEY, build_manifest, check_index_rows, check_manifest, is_finished,
-                              store_folder)
+from ..store_index import check_version, load_index, write_index
+from ..store_manifest import MANIFEST_KEY, build_manifest, check_manifest, is_finished, store_folder
 from ..store_schema import STORES, creation_kwargs
 from ..swap import recover_swap, swap_in, temporary_path
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: the tile index in a tiles.csv file inside the store
 CHUNK_BYTES = 4 << 20  # ~4 MiB chunks: large enough for Blosc, small enough to read one tile's rows cheaply
 
 
@@ -63,10 +61,6 @@ def stage_fingerprint(format_name: str, params: dict, inputs: dict[str, str]) ->
 REBUILD = "rebuild it (rerun the rule that writes it, or the stage with overwrite)"
 
 
-def _finished(folder: Path) -> bool:
-    return is_finished(folder, LEGACY_FILE)
-
-
 def _compressor():
     return zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 
@@ -79,7 +73,7 @@ def existing_output(path, fingerprint: str, format_name: str, overwrite: bool = 
     with another fingerprint is an error unless ``overwrite``: results of two configurations never mix.
     """
     path = store_folder(path)
-    recover_swap(path, _finished)
+    recover_swap(path, is_finished)
     if not path.exists():
         return None
     try:
@@ -118,7 +112,7 @@ class StageWriter:
     def __init__(self, path, format_name: str, tiles: pd.DataFrame, row_arrays: dict, attrs: dict,
                  flat_arrays: dict | None = None):
         self.path = store_folder(path)
-        recover_swap(self.path, _finished)  # a swap cut short by a kill is finished before the .tmp is reused
+        recover_swap(self.path, is_finished)  # a swap cut short by a kill is finished before the .tmp is reused
         self.tmp = temporary_path(self.path)
         if self.tmp.exists():  # left by a killed run: never trusted, always rebuilt
             shutil.rmtree(self.tmp)
@@ -266,7 +260,7 @@ def open_stage(path, format_name: str | tuple[str, ...]) -> StageStore:
     (missing, unfinished, damaged: differs from its manifest). Finishes a swap a killed writer left half-done.
     ``path``: the store's folder or its ``zarr.json`` (what the Snakemake rules track)."""
     path = store_folder(path)
-    recover_swap(path, _finished)
+    recover_swap(path, is_finished)
     formats = (format_name,) if isinstance(format_name, str) else tuple(format_name)
     if not path.is_dir():
         hint = " (an unfinished write exists beside it: the job was killed; rerun the stage)" \
@@ -279,16 +273,9 @@ def open_stage(path, format_name: str | tuple[str, ...]) -> StageStore:
     attrs = dict(root.attrs)
     if attrs.get("format") not in formats:
         raise StageError(f"{path}: format {attrs.get('format')!r}, expected {' or '.join(map(repr, formats))}")
-    version = attrs.get("format_version")
-    if version not in READABLE_VERSIONS:
-        raise StageError(f"{path}: format version {version}, this code reads {READABLE_VERSIONS}; {REBUILD}")
-    legacy = version == 1
-    if not attrs.get("complete") or not ((path / LEGACY_FILE).is_file() if legacy else has_index(root)):
-        raise StageError(f"{path}: the store was not finished; delete it and rerun the stage")
+    legacy = check_version(path, root, attrs, StageError, REBUILD, "rerun the stage")
     check_manifest(path, attrs, StageError, REBUILD)
-    index = read_legacy_index(path) if legacy else read_index(root, path, StageError, REBUILD)
-    check_index_rows(path, LEGACY_FILE if legacy else INDEX_GROUP, len(index), attrs, StageError, REBUILD)
-    return StageStore(path, root, index)
+    return StageStore(path, root, load_index(path, root, legacy, attrs, StageError, REBUILD))
 
 
 def input_entry(store) -> dict:

@@ -34,17 +34,19 @@ from tqdm import tqdm
 
 from ..tiling.store import TileStore
 from .artifact import StageWriter, existing_output, input_entry, open_stage, stage_fingerprint
-from .graph_segmentation import GraphSegmentationParams, propose_segments
-from .region_proposals import RegionProposalParams, SelectiveSearchParams, propose_regions, propose_selective_search
-from .sam import CheckpointError, SamParams, SamProposer, build_sam, resolve_device
+from .graph_segmentation import propose_segments
+from .params import MASK_METHOD_PARAMS
+from .region_proposals import propose_regions, propose_selective_search
+from .sam import CheckpointError, SamProposer, build_sam, resolve_device
 
 log = logging.getLogger(__name__)
 
 FORMAT = "mutdet-masks"
 METHODS = ("classical", "regions", "selective_search", "sam")
-# the checkpoint-free methods of region_proposals.py: params class, per-tile function
-CHECKPOINT_FREE = {"regions": (RegionProposalParams, propose_regions),
-                   "selective_search": (SelectiveSearchParams, propose_selective_search)}
+# the per-tile function of each checkpoint-free method (graph_segmentation.py, region_proposals.py); the
+# parameter class of every method is params.MASK_METHOD_PARAMS
+CHECKPOINT_FREE = {"classical": propose_segments, "regions": propose_regions,
+                   "selective_search": propose_selective_search}
 ROW_ARRAYS = {
     "bbox": ((4,), "int32"), "area": ((), "int64"), "predicted_iou": ((), "float32"),
     "stability_score": ((), "float32"), "score": ((), "float32"), "point": ((2,), "float32"),
@@ -100,33 +102,25 @@ def proposer_params(method: str, params=None):
         ``(params_object, described_dict)``. A SAM checkpoint is identified by file name and byte size
         (its folder does not matter); a missing one raises ``CheckpointError`` here.
     """
-    if method == "classical":
-        p = params if isinstance(params, GraphSegmentationParams) else GraphSegmentationParams(**(params or {}))
-        return p, {"method": method, **p.to_dict()}
-    if method in CHECKPOINT_FREE:
-        cls = CHECKPOINT_FREE[method][0]
-        p = params if isinstance(params, cls) else cls(**(params or {}))
-        return p, {"method": method, **p.to_dict()}
-    if method == "sam":
-        p = params if isinstance(params, SamParams) else SamParams(**(params or {}))
-        described = p.to_dict()
-        if p.checkpoint is not None:
-            path = Path(p.checkpoint)
-            if not path.is_file():
-                raise CheckpointError(f"SAM {p.model_type} checkpoint {path} does not exist")
-            described["checkpoint"] = f"{path.name}:{path.stat().st_size}"
-        return p, {"method": method, **described}
-    raise ValueError(f"masks: unknown proposal method {method!r}; expected one of {METHODS}")
+    if method not in MASK_METHOD_PARAMS:
+        raise ValueError(f"masks: unknown proposal method {method!r}; expected one of {METHODS}")
+    cls = MASK_METHOD_PARAMS[method]
+    p = params if isinstance(params, cls) else cls(**(params or {}))
+    described = p.to_dict()
+    if method == "sam" and p.checkpoint is not None:
+        path = Path(p.checkpoint)
+        if not path.is_file():
+            raise CheckpointError(f"SAM {p.model_type} checkpoint {path} does not exist")
+        described["checkpoint"] = f"{path.name}:{path.stat().st_size}"
+    return p, {"method": method, **described}
 
 
 def build_proposer(method: str, params, device="auto"):
     """The per-tile proposal function ``propose(image (H, W, 3) uint8 RGB) -> dict`` (keys as in
     ``SamProposer``). For SAM the checkpoint is loaded here, so a bad file fails before any tile."""
     params, _ = proposer_params(method, params)
-    if method == "classical":
-        return lambda image: propose_segments(image, params)
     if method in CHECKPOINT_FREE:
-        propose = CHECKPOINT_FREE[method][1]
+        propose = CHECKPOINT_FREE[method]
         return lambda image: propose(image, params)
     return SamProposer(build_sam(params.model_type, params.checkpoint, device), params)
 

@@ -228,3 +228,9 @@ class EmbeddingParams:
             out["weights"] = f"{path.name}:{path.stat().st_size}"
             out.pop("seed")
         return out
+
+
+# the parameter dataclass of each proposal method (config ``pseudo_labels.masks.<method>``), for the DAG-time
+# check of those blocks (mutdet_core.config) and the masks stage (masks.proposer_params)
+MASK_METHOD_PARAMS = {"classical": GraphSegmentationParams, "regions": RegionProposalParams,
+                      "selective_search": SelectiveSearchParams, "sam": SamParams}

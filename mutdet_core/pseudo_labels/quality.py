@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..datasets.dota import polygon_areas
 from ..geometry import poly_iou
 
 RECALL_IOUS = (0.3, 0.5, 0.7)
@@ -39,16 +40,9 @@ def iou_matrix(gt_polygons: np.ndarray, box_polygons: np.ndarray) -> np.ndarray:
                                nonconvex="hull"))
 
 
-def polygon_area(polygons: np.ndarray) -> np.ndarray:
-    """``(N,)`` area (shoelace) of ``(N, 8)`` polygons, in their pixel units."""
-    p = np.asarray(polygons, np.float64).reshape(-1, 4, 2)
-    x, y = p[..., 0], p[..., 1]
-    return 0.5 * np.abs((x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y).sum(axis=1))
-
-
 def size_bucket(polygons: np.ndarray) -> np.ndarray:
     """``(N,)`` index into ``SIZE_BUCKETS`` of each ground-truth polygon (by sqrt of its area)."""
-    side = np.sqrt(polygon_area(polygons))
+    side = np.sqrt(polygon_areas(polygons))
     return np.searchsorted([upper for _, _, upper in SIZE_BUCKETS[:-1]], side, side="right")
 
 
@@ -121,9 +115,7 @@ class QualityAccumulator:
             return out
         image = np.concatenate(self.gt_image)
         size = np.concatenate(self.gt_size)
-        out["recall"] = float((best >= self.iou_thr).mean())
-        out.update({f"recall_at_{_fmt(t)}": float((best >= t).mean()) for t in RECALL_IOUS})
-        out["mean_best_iou"] = float(best.mean())
+        out.update({key: value for key, value in self._recall(best).items() if key != "objects"})
         out["recall_per_class"] = {self._class_name(c): self._recall(best[gt_class == c]) for c in np.unique(gt_class)}
         out["recall_per_image"] = {name: self._recall(best[image == j]) for j, name in enumerate(self.images)
                                    if (image == j).any()}

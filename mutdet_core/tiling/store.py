@@ -33,15 +33,13 @@ import pandas as pd
 import numcodecs
 import zarr
 
-from ..store_index import GROUP as INDEX_GROUP, LEGACY_FILE, has_index, read_index, read_legacy_index, write_index
-from ..store_manifest import (MANIFEST_KEY, build_manifest, check_index_rows, check_manifest, is_finished,
-                              store_folder)
+from ..store_index import check_version, load_index, write_index
+from ..store_manifest import MANIFEST_KEY, build_manifest, check_manifest, is_finished, store_folder
 from ..store_schema import STORES, creation_kwargs
 from ..swap import recover_swap, swap_in, temporary_path
 
 FORMAT = "mutdet-tiles"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: the tile index in a tiles.csv file inside the store
 INDEX_COLUMNS = ["tile", "image_id", "x", "y", "size", "num_objects", "pixel_row"]
 
 
@@ -64,10 +62,6 @@ def _compressor():
 REBUILD = "rebuild it (rerun the tiling rule, or `mutdet tile ... --overwrite`)"
 
 
-def _finished(folder: Path) -> bool:
-    return is_finished(folder, LEGACY_FILE)
-
-
 class TileStoreWriter:
     """Creates a store in its temporary folder; ``finish()`` marks it complete and renames it.
 
@@ -81,7 +75,7 @@ class TileStoreWriter:
 
     def __init__(self, path, tiles: pd.DataFrame, num_objects: np.ndarray, attrs: dict, overwrite=False):
         self.path = store_folder(path)
-        recover_swap(self.path, _finished)  # a swap cut short by a kill is finished before anything else
+        recover_swap(self.path, is_finished)  # a swap cut short by a kill is finished before anything else
         if self.path.exists() and not overwrite:
             raise FileExistsError(
                 f"{self.path} already exists; remove it or pass overwrite to rebuild it (nothing was changed)"
@@ -187,7 +181,7 @@ class TileStore:
         given) of another fingerprint. Finishes a swap that a killed writer left half-done. ``path``: the
         store's folder or its ``zarr.json``."""
         path = store_folder(path)
-        recover_swap(path, _finished)
+        recover_swap(path, is_finished)
         if not path.is_dir():
             hint = " (an unfinished write exists beside it)" if temporary_path(path).exists() else ""
             raise TileStoreError(f"{path}: no tile store here{hint}")
@@ -198,22 +192,14 @@ class TileStore:
         attrs = dict(root.attrs)
         if attrs.get("format") != FORMAT:
             raise TileStoreError(f"{path}: format {attrs.get('format')!r}, expected {FORMAT!r}")
-        version = attrs.get("format_version")
-        if version not in READABLE_VERSIONS:
-            raise TileStoreError(f"{path}: format version {version}, this code reads {READABLE_VERSIONS}; "
-                                 f"{REBUILD}")
-        legacy = version == 1
-        if not attrs.get("complete") or not ((path / LEGACY_FILE).is_file() if legacy else has_index(root)):
-            raise TileStoreError(f"{path}: the store was not finished; delete it and rerun the tiling")
+        legacy = check_version(path, root, attrs, TileStoreError, REBUILD, "rerun the tiling")
         if expected_fingerprint is not None and attrs.get("fingerprint") != expected_fingerprint:
             raise TileStoreError(
                 f"{path}: built from other inputs or parameters (fingerprint {attrs.get('fingerprint')}, "
                 f"expected {expected_fingerprint}); rerun the tiling stage"
             )
         check_manifest(path, attrs, TileStoreError, REBUILD)
-        index = read_legacy_index(path) if legacy else read_index(root, path, TileStoreError, REBUILD)
-        check_index_rows(path, LEGACY_FILE if legacy else INDEX_GROUP, len(index), attrs, TileStoreError, REBUILD)
-        return cls(path, root, index)
+        return cls(path, root, load_index(path, root, legacy, attrs, TileStoreError, REBUILD))
 
     def __len__(self) -> int:
         return len(self.index)
